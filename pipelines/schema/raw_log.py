@@ -9,9 +9,8 @@ reason, so a pipeline can route it to a dead-letter output without losing it.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 ID_FIELDS = ("impression_id", "user_id", "item_id", "category_id")
 DOMAIN_FIELDS = ("country", "scene")
@@ -29,14 +28,17 @@ MAX_TS = 4_102_444_800
 class InvalidRow(ValueError):
     """A raw row that cannot become a sample. ``reason`` names the field and the value."""
 
-    def __init__(self, reason: str):
+    def __init__(self, field: str, reason: str):
         super().__init__(reason)
+        self.field = field
         self.reason = reason
 
 
-@dataclasses.dataclass(frozen=True)
-class Impression:
-    """One validated impression with its (possibly missing) downstream events."""
+class Impression(NamedTuple):
+    """One validated impression with its (possibly missing) downstream events.
+
+    A plain tuple underneath, so Beam encodes it with its fast primitive coder.
+    """
 
     impression_id: str
     user_id: str
@@ -70,7 +72,7 @@ def _is_missing(value: Any) -> bool:
 def _parse_ts(field: str, value: Any, required: bool) -> Optional[int]:
     if _is_missing(value):
         if required:
-            raise InvalidRow(f"missing required field {field!r}")
+            raise InvalidRow(field, f"missing required field {field!r}")
         return None
     try:
         if isinstance(value, str):
@@ -84,17 +86,17 @@ def _parse_ts(field: str, value: Any, required: bool) -> Optional[int]:
             ts = int(ts)
         ts = int(ts)
     except (TypeError, ValueError, OverflowError):
-        raise InvalidRow(f"field {field!r}: {value!r} is not an integer epoch-seconds timestamp")
+        raise InvalidRow(field, f"field {field!r}: {value!r} is not an integer epoch-seconds timestamp")
     if not MIN_TS <= ts < MAX_TS:
         raise InvalidRow(
-            f"field {field!r}: {ts} is outside [{MIN_TS}, {MAX_TS}) epoch seconds "
+            field, f"field {field!r}: {ts} is outside [{MIN_TS}, {MAX_TS}) epoch seconds "
             "(milliseconds by mistake?)")
     return ts
 
 
 def _parse_id(field: str, value: Any) -> str:
     if _is_missing(value):
-        raise InvalidRow(f"missing required field {field!r}")
+        raise InvalidRow(field, f"missing required field {field!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
@@ -108,9 +110,9 @@ def _parse_extra(name: str, kind: str, value: Any):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InvalidRow(f"numeric field {name!r}: {value!r} is not a number")
+        raise InvalidRow(name, f"numeric field {name!r}: {value!r} is not a number")
     if math.isinf(number):
-        raise InvalidRow(f"numeric field {name!r}: {value!r} is not finite")
+        raise InvalidRow(name, f"numeric field {name!r}: {value!r} is not finite")
     return number
 
 
@@ -147,6 +149,6 @@ def _check_event_order(ts: int, click_ts, pay_ts, refund_ts) -> None:
         if value is None:
             continue
         if prev is None:
-            raise InvalidRow(f"field {name!r} is {value} but {prev_name!r} is empty")
+            raise InvalidRow(name, f"field {name!r} is {value} but {prev_name!r} is empty")
         if value < prev:
-            raise InvalidRow(f"field {name!r} ({value}) is before {prev_name!r} ({prev})")
+            raise InvalidRow(name, f"field {name!r} ({value}) is before {prev_name!r} ({prev})")
