@@ -1,0 +1,266 @@
+"""The static world of the simulator: domains, categories, items and the true model's weights.
+
+Everything here is either a fixed table (the domain-specific coefficients, so that they can be
+read and cited) or drawn once from the run's seed (categories, their related categories, items),
+so every worker process rebuilds the identical world from ``(seed, n_categories, n_items)``.
+
+The true model (see :mod:`pipelines.simulator.simulate` for the formulas):
+
+* click logit = ``click_base[c, s] + click_pop[c, s] * z_pop + click_price[c, s] * z_price
+  + click_taste[c, s] * taste + click_device[c, s, device] + 0.35 * item_quality
+  + user_click_bias + tier_click_shift[tier] + click_seq[c, s] * log1p(seq_score)``,
+  where ``seq_score = n_same + RELATED_WEIGHT * n_related`` counts the user's last
+  ``SEQ_LEN`` clicks with ``click_ts`` strictly before the impression's ``ts`` whose category
+  is the target's (same) or has the target's category among its related ones (related);
+* conversion | click and refund | conversion have their own domain tables below.
+
+Indices: ``c`` country, ``s`` scene, domain index ``d = c * len(SCENES) + s``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pipelines.schema.raw_log import domain_of
+
+COUNTRIES = ("US", "BR", "ES", "FR")
+SCENES = ("home", "search", "cart")
+DEVICES = ("ios", "android", "web")
+TIERS = ("heavy", "medium", "light")
+N_DOMAINS = len(COUNTRIES) * len(SCENES)
+
+# --- users -------------------------------------------------------------------------------
+TIER_SHARE = np.array([0.05, 0.25, 0.70])          # share of users per tier
+TIER_INTENSITY = np.array([20.0, 4.0, 1.0])        # relative impressions per user
+ACTIVITY_SIGMA = 0.6                               # lognormal spread of activity inside a tier
+TIER_CLICK_SHIFT = np.array([0.15, 0.0, -0.15])    # click logit shift per tier
+TIER_TASTE_MULT = np.array([1.0, 0.9, 0.6])        # light users' taste is a weaker signal
+COUNTRY_SHARE = np.array([0.40, 0.25, 0.20, 0.15])
+# Scene mix of a country's traffic (rows: countries; columns: home, search, cart).
+SCENE_SHARE = np.array([
+    [0.50, 0.30, 0.20],
+    [0.60, 0.25, 0.15],
+    [0.45, 0.40, 0.15],
+    [0.55, 0.30, 0.15],
+])
+# A user's primary device per country (columns: ios, android, web).
+DEVICE_SHARE = np.array([
+    [0.55, 0.30, 0.15],
+    [0.15, 0.70, 0.15],
+    [0.30, 0.55, 0.15],
+    [0.40, 0.40, 0.20],
+])
+PRIMARY_DEVICE_PROB = 0.85           # else a uniformly random device for that impression
+N_TASTES = 3
+TASTE_AFFINITY = np.array([1.0, 0.7, 0.45])   # affinity of a user's 1st/2nd/3rd category
+TASTE_PICK = np.array([0.5, 0.3, 0.2])        # which taste category an impression comes from
+RELATED_TASTE_AFFINITY = 0.3                  # target related to a taste category
+
+# --- time --------------------------------------------------------------------------------
+# Local activity by hour of day (relative weights), shifted per country.
+HOUR_PROFILE = np.array([
+    0.30, 0.20, 0.12, 0.08, 0.07, 0.10, 0.25, 0.50, 0.70, 0.80, 0.85, 0.90,
+    1.00, 0.95, 0.85, 0.80, 0.80, 0.85, 0.95, 1.10, 1.25, 1.30, 1.00, 0.60])
+UTC_OFFSET_HOURS = np.array([-5, -3, 1, 1])   # local = UTC + offset
+LOCAL_SHIFT_HOURS = np.array([0, 0, 1, 0])    # Spain lives an hour later
+NEW_SESSION_PROB = 1.0 / 8.0                  # mean session length: 8 impressions
+IMPRESSION_GAP_MEAN_S = 25.0                  # seconds between impressions in a session
+
+# --- item selection per scene (home, search, cart) --------------------------------------------
+P_FROM_TASTE = np.array([0.35, 0.55, 0.30])
+P_FROM_RELATED = np.array([0.15, 0.10, 0.40])   # a category related to a taste category
+# rest: the global popularity distribution
+
+# --- prices ------------------------------------------------------------------------------
+COUNTRY_PRICE_FACTOR = np.array([1.0, 0.85, 0.95, 1.05])
+DISCOUNT_PROB = 0.10
+DISCOUNT_FACTOR = 0.8
+
+# --- click model: [country, scene] --------------------------------------------------------
+CLICK_BASE = (np.array([-5.30, -4.65, -4.95])[None, :]
+              + np.array([0.0, 0.25, -0.10, -0.20])[:, None]
+              + np.array([[0.0, 0.0, 0.0],
+                          [0.0, -0.20, 0.15],
+                          [0.10, 0.0, -0.10],
+                          [0.0, 0.15, 0.0]]))
+CLICK_POP = np.array([0.55, 0.15, 0.35])[None, :] * np.array([1.0, 1.3, 0.8, 0.9])[:, None]
+CLICK_PRICE = (np.array([-0.15, -0.45, 0.20])[None, :]
+               + np.array([0.0, -0.25, -0.10, 0.05])[:, None])
+CLICK_TASTE = np.array([1.0, 1.5, 0.5])[None, :] * np.array([1.0, 0.8, 1.1, 1.2])[:, None]
+CLICK_SEQ = np.array([0.9, 0.5, 1.4])[None, :] * np.array([1.0, 1.2, 0.9, 0.8])[:, None]
+# [country, device]; web gets +0.2 in search (desktop shoppers search).
+_CLICK_DEVICE_COUNTRY = np.array([
+    [0.15, -0.05, -0.25],
+    [-0.10, 0.15, -0.30],
+    [0.0, 0.10, -0.10],
+    [0.10, 0.0, 0.05],
+])
+CLICK_DEVICE = np.repeat(_CLICK_DEVICE_COUNTRY[:, None, :], len(SCENES), axis=1)
+CLICK_DEVICE[:, 1, 2] += 0.2
+CLICK_QUALITY = 0.35
+USER_CLICK_SIGMA = 0.4
+SEQ_LEN = 5            # the last SEQ_LEN clicks strictly before the impression count
+SEQ_BUFFER = 24        # recent clicks kept per user while stepping (>= SEQ_LEN + pending)
+RELATED_WEIGHT = 0.7   # a related-category click counts 0.7 of a same-category click
+# Click delay: lognormal seconds, median per scene, clipped.
+CLICK_DELAY_MEDIAN_S = np.array([8.0, 4.0, 6.0])
+CLICK_DELAY_SIGMA = 1.0
+CLICK_DELAY_MAX_S = 1800
+
+# --- conversion | click ------------------------------------------------------------------
+PAY_BASE = (np.array([-3.60, -3.05, -2.45])[None, :]
+            + np.array([0.0, -0.20, 0.05, 0.10])[:, None])
+PAY_PRICE = np.array([-0.35, -0.50, -0.20])[None, :] * np.array([1.0, 1.5, 1.1, 0.9])[:, None]
+PAY_DEVICE = np.array([0.20, 0.0, -0.10])
+PAY_QUALITY = 0.5
+PAY_TASTE = 0.3
+PAY_SEQ = 0.25
+USER_PAY_SIGMA = 0.5
+# Conversion delay: with prob PAY_FAST_PROB[s] exponential (mean PAY_FAST_MEAN_S), else
+# lognormal with median PAY_SLOW_MEDIAN_H[c] * PAY_SLOW_SCENE_MULT[s] hours.
+PAY_FAST_PROB = np.array([0.30, 0.45, 0.60])
+PAY_FAST_MEAN_S = 1800.0
+PAY_SLOW_MEDIAN_H = np.array([10.0, 30.0, 16.0, 12.0])
+PAY_SLOW_SCENE_MULT = np.array([1.2, 1.0, 0.7])
+PAY_SLOW_SIGMA = 1.1
+PAY_DELAY_MAX_S = 45 * 86400
+
+# --- refund | conversion -----------------------------------------------------------------
+REFUND_BASE = (np.array([-1.70, -1.25, -1.50, -1.60])[:, None]
+               + np.array([0.0, -0.10, 0.10])[None, :])
+REFUND_PRICE = 0.35
+REFUND_QUALITY = -0.6
+CATEGORY_REFUND_SIGMA = 0.3
+USER_REFUND_SIGMA = 0.4
+# Refund delay: REFUND_MIN_S + lognormal with median REFUND_MEDIAN_D[c] days.
+REFUND_MIN_S = 86400
+REFUND_MEDIAN_D = np.array([3.0, 6.0, 4.0, 3.5])
+REFUND_SIGMA = 0.6
+REFUND_DELAY_MAX_S = 60 * 86400
+
+# --- catalogue ---------------------------------------------------------------------------
+DEFAULT_CATEGORIES = 200
+DEFAULT_ITEMS = 20_000
+RELATED_PER_CATEGORY = 3
+CATEGORY_ZIPF = 0.8
+ITEM_ZIPF = 1.0
+
+
+@dataclasses.dataclass
+class World:
+    """Categories and items, drawn once per seed. Arrays are indexed by category / item."""
+
+    n_categories: int
+    n_items: int
+    category_ids: np.ndarray         # str, "c0007"
+    category_weight: np.ndarray      # traffic share of the category (sums to 1)
+    category_cum: np.ndarray         # cumulative category_weight, for sampling
+    related: np.ndarray              # int [n_categories, RELATED_PER_CATEGORY]
+    related_matrix: np.ndarray       # bool [clicked, target]: target related to clicked
+    category_refund: np.ndarray      # refund logit shift per category
+    category_price: np.ndarray       # median price per category
+    item_ids: np.ndarray             # str, "p000123"
+    item_category: np.ndarray        # int, items sorted by category
+    cat_first_item: np.ndarray       # [n_categories + 1]: first item of each category
+    item_pop: np.ndarray             # Zipf popularity weight (global sum 1)
+    item_cum: np.ndarray             # cumulative item_pop (items sorted by category)
+    cat_item_start: np.ndarray       # per category: cumulative pop before its first item
+    cat_item_weight: np.ndarray      # per category: total pop of its items
+    item_z_pop: np.ndarray           # standardized log popularity
+    item_price: np.ndarray           # base price
+    item_quality: np.ndarray         # latent quality ~ N(0, 1)
+    log_price_mean: float
+    log_price_sd: float
+
+    def sample_items_global(self, u: np.ndarray) -> np.ndarray:
+        """Items by global popularity, from uniforms ``u`` in [0, 1)."""
+        return np.minimum(np.searchsorted(self.item_cum, u, side="right"), self.n_items - 1)
+
+    def sample_items_in(self, categories: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Items of the given categories by popularity inside the category."""
+        x = self.cat_item_start[categories] + u * self.cat_item_weight[categories]
+        items = np.searchsorted(self.item_cum, x, side="right")
+        # Guard the float edges: clamp into the category's item range.
+        first = self.cat_first_item[categories]
+        last = self.cat_first_item[categories + 1] - 1
+        return np.clip(items, first, last)
+
+    def sample_categories(self, u: np.ndarray) -> np.ndarray:
+        return np.minimum(np.searchsorted(self.category_cum, u, side="right"),
+                          self.n_categories - 1)
+
+
+def build_world(seed_sequence: np.random.SeedSequence,
+                n_categories: int = DEFAULT_CATEGORIES,
+                n_items: int = DEFAULT_ITEMS) -> World:
+    """Draws the catalogue. Deterministic in ``seed_sequence`` and the sizes."""
+    if n_categories < RELATED_PER_CATEGORY + 1:
+        raise ValueError(f"need at least {RELATED_PER_CATEGORY + 1} categories")
+    if n_items < n_categories:
+        raise ValueError("need at least one item per category")
+    rng = np.random.default_rng(seed_sequence)
+    width_c = max(4, len(str(n_categories - 1)))
+    width_i = max(6, len(str(n_items - 1)))
+    category_ids = np.array([f"c{i:0{width_c}d}" for i in range(n_categories)])
+
+    # Category traffic: Zipf over a random ranking of the categories.
+    cat_rank = rng.permutation(n_categories) + 1
+    category_weight = cat_rank.astype(np.float64) ** -CATEGORY_ZIPF
+    category_weight /= category_weight.sum()
+
+    # Related categories: a few distinct others per category (directed: phone -> case).
+    scores = rng.random((n_categories, n_categories))
+    np.fill_diagonal(scores, np.inf)
+    related = np.argsort(scores, axis=1)[:, :RELATED_PER_CATEGORY].astype(np.int32)
+    related_matrix = np.zeros((n_categories, n_categories), dtype=bool)
+    related_matrix[np.repeat(np.arange(n_categories), RELATED_PER_CATEGORY), related.ravel()] = True
+
+    category_refund = rng.normal(0.0, CATEGORY_REFUND_SIGMA, n_categories)
+    category_price = np.exp(rng.normal(np.log(30.0), 0.9, n_categories))
+
+    # Items per category: at least one, the rest proportional to the category's weight.
+    extra = n_items - n_categories
+    per_cat = 1 + np.floor(category_weight * extra).astype(np.int64)
+    short = n_items - per_cat.sum()
+    per_cat[np.argsort(-category_weight, kind="stable")[:short]] += 1
+    item_category = np.repeat(np.arange(n_categories), per_cat).astype(np.int32)
+    cat_first_item = np.concatenate([[0], np.cumsum(per_cat)])
+
+    # Item popularity: Zipf over a random global ranking; the category's traffic share is
+    # then spread over its items in proportion to their Zipf weight.
+    item_rank = rng.permutation(n_items) + 1
+    zipf = item_rank.astype(np.float64) ** -ITEM_ZIPF
+    cat_zipf = np.bincount(item_category, weights=zipf, minlength=n_categories)
+    item_pop = zipf / cat_zipf[item_category] * category_weight[item_category]
+    item_pop /= item_pop.sum()
+    item_cum = np.cumsum(item_pop)
+    item_cum[-1] = 1.0
+    cat_item_weight = np.bincount(item_category, weights=item_pop, minlength=n_categories)
+    cat_item_start = np.concatenate([[0.0], np.cumsum(cat_item_weight)[:-1]])
+    log_pop = np.log(item_pop)
+    item_z_pop = (log_pop - log_pop.mean()) / log_pop.std()
+
+    item_price = np.clip(category_price[item_category] * np.exp(rng.normal(0.0, 0.45, n_items)),
+                         0.5, 5000.0)
+    item_quality = rng.normal(0.0, 1.0, n_items)
+    log_price = np.log(item_price)
+    category_cum = np.cumsum(category_weight)
+    category_cum[-1] = 1.0
+
+    world = World(
+        n_categories=n_categories, n_items=n_items, category_ids=category_ids,
+        category_weight=category_weight, category_cum=category_cum, related=related,
+        related_matrix=related_matrix, category_refund=category_refund,
+        category_price=category_price,
+        item_ids=np.array([f"p{i:0{width_i}d}" for i in range(n_items)]),
+        item_category=item_category, cat_first_item=cat_first_item, item_pop=item_pop, item_cum=item_cum,
+        cat_item_start=cat_item_start, cat_item_weight=cat_item_weight,
+        item_z_pop=item_z_pop, item_price=item_price, item_quality=item_quality,
+        log_price_mean=float(log_price.mean()), log_price_sd=float(log_price.std()))
+    return world
+
+
+def domain_names() -> list[str]:
+    """Domain names in domain-index order, as :func:`pipelines.schema.raw_log.domain_of`."""
+    return [domain_of(c, s) for c in COUNTRIES for s in SCENES]
