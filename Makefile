@@ -23,7 +23,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow" tests
 
 demo: $(STAMP)
-	$(PY) -m pipelines.demo --out $(DEMO_DIR) --impressions $(DEMO_IMPRESSIONS)
+	$(PY) -m ranking.demo --out $(DEMO_DIR) --impressions $(DEMO_IMPRESSIONS)
 
 bench-pipeline: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py --impressions 1000000

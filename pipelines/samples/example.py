@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from tensorflow.core.example import example_pb2
+from tensorflow.core.example import example_pb2, feature_pb2
 
 from pipelines.config import SampleConfig
 from pipelines.samples.labels import EVENT_TS, LABELS, UNKNOWN_TS
@@ -90,21 +89,60 @@ def schema_json(specs: Sequence[FeatureSpec], config: SampleConfig, observe_at: 
     }, indent=2)
 
 
+_LIST_KIND = {"string": "bytes_list", "int64": "int64_list", "float": "float_list"}
+# The features that depend only on the user's click sequence, not on the target: the sample
+# builder encodes them once per distinct sequence (see make_features_encoder).
+SEQUENCE_FEATURES = ("seq_item_ids", "seq_category_ids", "seq_click_ts", "seq_length",
+                     "last_click_item_id", "last_click_category_id")
+
+
+def make_features_encoder(specs: Sequence[FeatureSpec]) -> Callable[[Mapping[str, Any]], bytes]:
+    """A function serializing the ``specs`` features of one sample to a ``tf.train.Features``.
+
+    A serialized ``Features`` is the concatenation of its map entries, so the encodings of
+    disjoint feature sets concatenate into the encoding of their union; :func:`wrap_example`
+    turns it into a ``tf.train.Example``. The per-feature decisions are made once here, not
+    per sample: this is the sample builder's hottest loop. String values must be ``str``.
+    """
+    plan = [(s.name, _LIST_KIND[s.dtype], bool(s.shape), s.dtype == "string") for s in specs]
+
+    def encode_features(sample: Mapping[str, Any]) -> bytes:
+        features = feature_pb2.Features()
+        fmap = features.feature
+        for name, kind, is_list, is_string in plan:
+            value = sample[name]
+            values = getattr(fmap[name], kind).value
+            if is_string:
+                if is_list:
+                    values.extend([v.encode() for v in value])
+                else:
+                    values.append(value.encode())
+            elif is_list:
+                values.extend(value)
+            else:
+                values.append(value)
+        return features.SerializeToString()
+
+    return encode_features
+
+
+def wrap_example(features: bytes) -> bytes:
+    """Serialized ``Features`` -> serialized ``Example`` (its only field, number 1)."""
+    return b"\x0a" + _varint(len(features)) + features
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def encode(sample: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> bytes:
-    """Serializes one sample (a mapping name -> value or list of values) to a tf.Example."""
-    example = example_pb2.Example()
-    fmap = example.features.feature
-    for spec in specs:
-        value = sample[spec.name]
-        values = value if spec.shape else (value,)
-        if spec.dtype == "string":
-            fmap[spec.name].bytes_list.value.extend(
-                v if isinstance(v, bytes) else str(v).encode() for v in values)
-        elif spec.dtype == "int64":
-            fmap[spec.name].int64_list.value.extend(values)
-        else:
-            fmap[spec.name].float_list.value.extend(values)
-    return example.SerializeToString()
+    """Serializes one sample (name -> value or list of values) to a ``tf.train.Example``."""
+    return wrap_example(make_features_encoder(specs)(sample))
 
 
 def decode(serialized: bytes) -> dict[str, list]:
@@ -116,7 +154,3 @@ def decode(serialized: bytes) -> dict[str, list]:
         values = list(getattr(feature, kind).value)
         out[name] = [v.decode() for v in values] if kind == "bytes_list" else values
     return out
-
-
-def is_nan(x: float) -> bool:
-    return isinstance(x, float) and math.isnan(x)

@@ -1,15 +1,15 @@
 """Labels as observed at a moment (``observe_at``), never later.
 
 An event counts only if it happened strictly before ``observe_at``; a later event is not yet
-known, so its label is 0 and its timestamp ``UNKNOWN_TS``. Net conversion is a conversion
-not refunded, both as observed.
+known, so its label is 0 and its timestamp ``UNKNOWN_TS``. A conversion is a pay event;
+net conversion is a conversion not refunded, both as observed.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 UNKNOWN_TS = -1
-LABELS = ("click", "pay", "refund", "net_pay")
+LABELS = ("click", "conversion", "refund", "net_conversion")
 EVENT_TS = ("click_ts", "pay_ts", "refund_ts")
 
 
@@ -22,8 +22,8 @@ def observed_labels(click_ts: Optional[int], pay_ts: Optional[int], refund_ts: O
     """Labels and event timestamps known at ``observe_at``."""
     click, pay, refund = (_seen(t, observe_at) for t in (click_ts, pay_ts, refund_ts))
     return {
-        "click": int(click), "pay": int(pay), "refund": int(refund),
-        "net_pay": int(pay and not refund),
+        "click": int(click), "conversion": int(pay), "refund": int(refund),
+        "net_conversion": int(pay and not refund),
         "click_ts": click_ts if click else UNKNOWN_TS,
         "pay_ts": pay_ts if pay else UNKNOWN_TS,
         "refund_ts": refund_ts if refund else UNKNOWN_TS,

@@ -81,17 +81,22 @@ def point_in_time_sequences(impression_ts: Sequence[int], clicks: Iterable[Click
 
     Returns:
       For each impression, in the order given, its last ``length`` clicks with
-      ``click_ts < ts``, most recent first.
+      ``click_ts < ts``, most recent first. Impressions with no click between them share
+      one list object (most do: clicks are rare), so callers can encode each distinct
+      sequence once; treat the lists as read-only.
     """
     order = sorted(range(len(impression_ts)), key=impression_ts.__getitem__)
     clicks = sorted(clicks)
     window = collections.deque(carry_in[-length:], maxlen=length)
     result: list[list[Click]] = [[]] * len(impression_ts)
+    current = list(reversed(window))
     j = 0
     for i in order:
         ts = impression_ts[i]
-        while j < len(clicks) and clicks[j][0] < ts:
-            window.append(clicks[j])
-            j += 1
-        result[i] = list(reversed(window))
+        if j < len(clicks) and clicks[j][0] < ts:
+            while j < len(clicks) and clicks[j][0] < ts:
+                window.append(clicks[j])
+                j += 1
+            current = list(reversed(window))
+        result[i] = current
     return result

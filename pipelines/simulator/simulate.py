@@ -4,7 +4,8 @@ Layout of a run under ``out``::
 
     impressions/part-SSSSS-of-KKKKK.{csv,jsonl,parquet}   raw log rows (pipelines.schema.raw_log
                                                         columns + extra columns device, price)
-    truth/part-SSSSS-of-KKKKK.{csv,...}                 per impression_id: user_tier, p_click,
+    truth/part-SSSSS-of-KKKKK.{csv,...}                 per impression_id (with its user_id
+                                                        and ts): user_tier, p_click,
                                                         p_pay (P(pay | click)), p_refund
                                                         (P(refund | pay)), seq_same, seq_related
     world/categories.csv                                category_id, related_category_ids, ...
@@ -66,7 +67,8 @@ DEFAULT_MAX_SHARDS = 8
 IMPRESSIONS_PER_USER = 40
 EXTRA_COLUMNS = (("device", "categorical"), ("price", "numeric"))
 LOG_COLUMNS = COLUMNS + tuple(name for name, _ in EXTRA_COLUMNS)
-TRUTH_COLUMNS = ("impression_id", "user_tier", "p_click", "p_pay", "p_refund",
+# user_id and ts let the sample builder join truth inside each user-day group, no extra shuffle.
+TRUTH_COLUMNS = ("impression_id", "user_id", "ts", "user_tier", "p_click", "p_pay", "p_refund",
                  "seq_same", "seq_related")
 _KEY_SHIFT = np.int64(1 << 30)   # click key = click_ts * 2^30 + impression ordinal of the user
 
@@ -77,7 +79,8 @@ LOG_SCHEMA = pa.schema([
     ("refund_ts", pa.int64()), ("device", pa.string()), ("price", pa.float64()),
 ])
 TRUTH_SCHEMA = pa.schema([
-    ("impression_id", pa.string()), ("user_tier", pa.string()), ("p_click", pa.float64()),
+    ("impression_id", pa.string()), ("user_id", pa.string()), ("ts", pa.int64()),
+    ("user_tier", pa.string()), ("p_click", pa.float64()),
     ("p_pay", pa.float64()), ("p_refund", pa.float64()), ("seq_same", pa.int64()),
     ("seq_related", pa.int64()),
 ])
@@ -372,9 +375,10 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     user_width = max(7, len(str(cfg.n_users - 1)))
     tier_names = pa.array(W.TIERS)
     impression_ids = _prefixed_ids("imp", gid, id_width)
+    user_ids = _prefixed_ids("u", uid, user_width).take(pa.array(user))
     log = pa.table([
         impression_ids,
-        _prefixed_ids("u", uid, user_width).take(pa.array(user)),
+        user_ids,
         pa.array(world.item_ids).take(pa.array(item)),
         pa.array(world.category_ids).take(pa.array(cat)),
         pa.array(W.COUNTRIES).take(pa.array(country)),
@@ -388,6 +392,8 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     ], schema=LOG_SCHEMA)
     truth = pa.table([
         impression_ids,
+        user_ids,
+        pa.array(ts),
         tier_names.take(pa.array(tier[user])),
         pa.array(np.round(p_click, 6)),
         pa.array(np.round(p_pay, 6)),

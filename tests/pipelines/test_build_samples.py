@@ -129,9 +129,9 @@ def test_no_feature_or_label_uses_the_future(random_run):
         r = by_id[iid]
         seen = lambda t: t is not None and t < OBSERVE_AT  # noqa: E731
         assert s["click"][0] == int(seen(r["click_ts"]))
-        assert s["pay"][0] == int(seen(r["pay_ts"]))
+        assert s["conversion"][0] == int(seen(r["pay_ts"]))
         assert s["refund"][0] == int(seen(r["refund_ts"]))
-        assert s["net_pay"][0] == int(seen(r["pay_ts"]) and not seen(r["refund_ts"]))
+        assert s["net_conversion"][0] == int(seen(r["pay_ts"]) and not seen(r["refund_ts"]))
 
 
 def test_labels_are_censored_somewhere(random_run):
@@ -140,7 +140,7 @@ def test_labels_are_censored_somewhere(random_run):
     censored = [r for r in rows if r["impression_id"] in samples and r["pay_ts"]
                 and r["pay_ts"] >= OBSERVE_AT]
     assert censored
-    assert all(samples[r["impression_id"]]["pay"] == [0] for r in censored)
+    assert all(samples[r["impression_id"]]["conversion"] == [0] for r in censored)
 
 
 def test_crosses_equal_tensorflow_hash_on_the_same_strings(random_run):
@@ -181,7 +181,7 @@ def test_hand_made_log_golden(tmp_path):
     assert samples["a3"]["seq_item_ids"] == ["i2", "i1", "", "", ""]
     assert samples["a3"]["seq_click_ts"] == [T0 + 20, T0 + 10, -1, -1, -1]
     assert samples["a3"]["domain"] == ["default|default"]
-    assert samples["a2"]["pay"] == [1] and samples["a2"]["pay_ts"] == [T0 + 90000]
+    assert samples["a2"]["conversion"] == [1] and samples["a2"]["pay_ts"] == [T0 + 90000]
     assert samples["a1"]["price"] == [9.5] and samples["a3"]["device"] == [""]
     schema = json.loads((tmp_path / "out" / "schema.json").read_text())
     names = [f["name"] for f in schema["features"]]
@@ -195,3 +195,28 @@ def test_default_runner_is_local_and_offline():
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     assert isinstance(make_pipeline([]).runner, FnApiRunner)
+
+
+def test_truth_rows_join_their_impression(tmp_path):
+    rows = random_rows(seed=3, n=300)
+    write_csv(tmp_path / "logs.csv", rows)
+    truth = {r["impression_id"]: (round(k / 1000, 3), r) for k, r in enumerate(rows)}
+    missing = next(r["impression_id"] for r in rows if r["ts"] < OBSERVE_AT)
+    with open(tmp_path / "truth.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["impression_id", "user_id", "ts", "user_tier", "p_click", "p_pay",
+                    "p_refund", "seq_same"])
+        for iid, (p, r) in truth.items():
+            if iid != missing:
+                w.writerow([iid, r["user_id"], r["ts"], f"tier{p}", p, p / 2, p / 4, 0])
+    summary, samples, _ = run_pipeline(tmp_path, str(tmp_path / "logs.csv"), OBSERVE_AT,
+                                       ["--truth", str(tmp_path / "truth.csv")])
+    assert summary["balanced"] and len(samples) == sum(r["ts"] < OBSERVE_AT for r in rows)
+    assert summary["counters"]["truth_missing"] == int(missing in samples) == 1
+    for iid, s in samples.items():
+        if iid == missing:
+            assert s["p_click"][0] != s["p_click"][0] and s["user_tier"] == [""]  # NaN
+            continue
+        p = truth[iid][0]
+        assert s["p_click"] == pytest.approx([p]) and s["p_pay"] == pytest.approx([p / 2])
+        assert s["p_refund"] == pytest.approx([p / 4]) and s["user_tier"] == [f"tier{p}"]
