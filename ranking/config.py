@@ -1,0 +1,387 @@
+"""The experiment config: one YAML file describes an experiment end to end.
+
+Sections (see ``configs/ple_esmm.yaml`` for a commented example):
+
+* ``name``: the experiment's name (run directories, exported model).
+* ``features``: which sample features the model reads and how they are embedded
+  (:class:`FeaturesConfig`): ``ids`` (string ids hashed in-graph into ``buckets`` and
+  embedded), ``sequences`` (string sequences embedded with the table of an ``ids`` entry and
+  pooled over their non-pad entries), ``crosses`` (pipeline-hashed sequence x target crosses,
+  bucket count read from the schema) and ``numerics`` (NaN filled, optionally ``log1p``).
+  Leaving a group out (e.g. ``crosses: []``) removes it from the model: that is how an ablation
+  is written.
+* ``domain``: the scenario feature and its known values (index 0 is "unknown").
+* ``model``: the multi-task tower (``shared_bottom`` | ``mmoe`` | ``ple``) and the head
+  (``esmm`` | ``independent``).
+* ``tasks``: one entry per trained output, with its label and loss weight.
+* ``training`` and ``export``.
+
+Every config is loaded through :mod:`ranking.utils.typed_config`, so unknown keys and values of
+the wrong type fail with the key path; the ``__post_init__`` checks below add the constraints
+between fields, again naming the key and the value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from typing import Optional
+
+from ranking.utils.typed_config import ConfigError, from_mapping, load_yaml
+
+__all__ = [
+    "ConfigError", "IdFeature", "SequenceFeature", "CrossFeature", "NumericFeature",
+    "FeaturesConfig", "DomainConfig", "ModelConfig", "TaskConfig", "TrainingConfig",
+    "ExportConfig", "ExperimentConfig", "load_experiment", "experiment_from_mapping",
+    "FEATURE_GROUPS", "ESMM_CTR_TASK", "ESMM_CVR_TASK", "ESMM_CTCVR_TASK",
+]
+
+FEATURE_GROUPS = ("ids", "sequences", "crosses", "numerics")
+# ESMM: the head computes ctr, cvr and ctcvr = ctr * cvr; tasks with these names are trained
+# on the matching output (``cvr`` only makes sense with ``mask_label: click``).
+ESMM_CTR_TASK = "ctr"
+ESMM_CVR_TASK = "cvr"
+ESMM_CTCVR_TASK = "ctcvr"
+
+
+def _positive(path: str, value) -> None:
+    if value < 1:
+        raise ConfigError(f"{path} must be >= 1, got {value!r}")
+
+
+def _positive_list(path: str, values) -> None:
+    for i, v in enumerate(values):
+        _positive(f"{path}[{i}]", v)
+
+
+def _unique(path: str, names) -> None:
+    dupes = sorted({n for n in names if list(names).count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate name(s) {dupes}")
+
+
+def _nonempty_name(path: str, name: str) -> None:
+    if not name or name.strip() != name:
+        raise ConfigError(f"{path}.name must be a non-empty name without spaces around it, "
+                          f"got {name!r}")
+
+
+# --- features ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class IdFeature:
+    """A scalar string feature hashed in-graph (``to_hash_bucket_fast(value, buckets)``)."""
+
+    name: str
+    buckets: int
+    dim: int = 16
+
+    def __post_init__(self):
+        _nonempty_name("features.ids[]", self.name)
+        _positive(f"features.ids[{self.name!r}].buckets", self.buckets)
+        _positive(f"features.ids[{self.name!r}].dim", self.dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceFeature:
+    """A string sequence ``[L]`` (or a scalar: a sequence of one) embedded with the table of
+    the ``ids`` entry ``share_embedding_with`` and pooled over its non-``""`` entries."""
+
+    name: str
+    share_embedding_with: str
+    pooling: typing.Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self):
+        _nonempty_name("features.sequences[]", self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossFeature:
+    """An int64 ``[L]`` cross already hashed by the pipeline (``-1`` pads), embedded with its
+    own table of ``buckets`` rows (bucket count from the schema) and pooled."""
+
+    name: str
+    dim: int = 16
+    pooling: typing.Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self):
+        _nonempty_name("features.crosses[]", self.name)
+        _positive(f"features.crosses[{self.name!r}].dim", self.dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericFeature:
+    """A scalar number: NaN -> ``fill``, then ``transform`` (``log1p`` is sign-symmetric:
+    ``sign(x) * log1p(|x|)``, i.e. plain ``log1p`` for x >= 0)."""
+
+    name: str
+    transform: typing.Literal["none", "log1p"] = "none"
+    fill: float = 0.0
+
+    def __post_init__(self):
+        _nonempty_name("features.numerics[]", self.name)
+        if self.fill != self.fill:
+            raise ConfigError(f"features.numerics[{self.name!r}].fill must be a number, got NaN")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturesConfig:
+    """The model's input features by group; an empty group is left out of the model."""
+
+    ids: list[IdFeature] = dataclasses.field(default_factory=list)
+    sequences: list[SequenceFeature] = dataclasses.field(default_factory=list)
+    crosses: list[CrossFeature] = dataclasses.field(default_factory=list)
+    numerics: list[NumericFeature] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        _unique("features", self.input_names)
+        ids = [f.name for f in self.ids]
+        for i, s in enumerate(self.sequences):
+            if s.share_embedding_with not in ids:
+                raise ConfigError(
+                    f"features.sequences[{i}].share_embedding_with: {s.share_embedding_with!r} "
+                    f"(sequence {s.name!r}) is not an ids entry; ids are {ids}")
+        if not self.input_names:
+            raise ConfigError("features: no feature in any group (ids, sequences, crosses, "
+                              "numerics)")
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the sample features the layer reads, in group order."""
+        return [f.name for g in FEATURE_GROUPS for f in getattr(self, g)]
+
+    def id_feature(self, name: str) -> IdFeature:
+        for f in self.ids:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def without(self, *groups: str) -> "FeaturesConfig":
+        """A copy with the named groups emptied (ablations, e.g. ``without("crosses")``)."""
+        unknown = sorted(set(groups) - set(FEATURE_GROUPS))
+        if unknown:
+            raise ConfigError(f"features: unknown group(s) {unknown}; groups are "
+                              f"{list(FEATURE_GROUPS)}")
+        changes = {g: [] for g in groups}
+        if "ids" in groups:
+            changes["sequences"] = []  # a sequence cannot outlive the table it shares
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainConfig:
+    """The scenario feature. ``vocabulary[i]`` gets domain index ``i + 1``; any other value
+    (and every value when the vocabulary is empty) gets index 0, "unknown"."""
+
+    feature: str = "domain"
+    vocabulary: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.feature:
+            raise ConfigError("domain.feature must name a schema feature, got ''")
+        _unique("domain.vocabulary", self.vocabulary)
+        if "" in self.vocabulary:
+            raise ConfigError("domain.vocabulary: '' cannot be a domain (it is the pad value)")
+
+    @property
+    def num_domains(self) -> int:
+        """Number of domain indices, the unknown index 0 included."""
+        return len(self.vocabulary) + 1
+
+
+# --- model ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Multi-task tower and head.
+
+    Attributes:
+      tower: ``shared_bottom`` (one MLP ``bottom_units`` shared by all towers), ``mmoe``
+        (``experts`` shared experts, one softmax gate per task tower) or ``ple``
+        (``levels`` extraction layers, each with ``shared_experts`` shared experts and
+        ``task_experts`` experts per task tower).
+      expert_units: hidden units of each expert MLP (mmoe, ple).
+      bottom_units: hidden units of the shared bottom (shared_bottom).
+      task_tower_units: hidden units of each task tower before its logit.
+      dropout: dropout rate after each hidden layer, in [0, 1).
+      head: ``esmm`` (towers ctr and cvr; outputs ctr, cvr, ctcvr = ctr * cvr) or
+        ``independent`` (one sigmoid output per task).
+    """
+
+    tower: typing.Literal["shared_bottom", "mmoe", "ple"] = "ple"
+    experts: int = 4
+    shared_experts: int = 2
+    task_experts: int = 2
+    levels: int = 2
+    expert_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    bottom_units: list[int] = dataclasses.field(default_factory=lambda: [256, 128])
+    task_tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
+    dropout: float = 0.0
+    head: typing.Literal["esmm", "independent"] = "esmm"
+
+    def __post_init__(self):
+        for key in ("experts", "shared_experts", "task_experts", "levels"):
+            _positive(f"model.{key}", getattr(self, key))
+        for key in ("expert_units", "bottom_units"):
+            if not getattr(self, key):
+                raise ConfigError(f"model.{key} must list at least one layer size, got []")
+            _positive_list(f"model.{key}", getattr(self, key))
+        _positive_list("model.task_tower_units", self.task_tower_units)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """One trained output.
+
+    Attributes:
+      name: output name (with the esmm head: ``ctr``, ``ctcvr``, optionally ``cvr``).
+      label: the label feature (schema role ``label``).
+      loss: ``bce`` (binary cross-entropy on the probability).
+      weight: loss weight (>= 0).
+      mask_label: optional label feature; rows where it is 0 do not count in this task's loss
+        (e.g. a cvr task trained on clicks only: ``mask_label: click``).
+    """
+
+    name: str
+    label: str
+    loss: typing.Literal["bce"] = "bce"
+    weight: float = 1.0
+    mask_label: Optional[str] = None
+
+    def __post_init__(self):
+        _nonempty_name("tasks[]", self.name)
+        if not self.weight >= 0.0:
+            raise ConfigError(f"tasks[{self.name!r}].weight must be >= 0, got {self.weight!r}")
+        if self.mask_label is not None and self.mask_label == self.label:
+            raise ConfigError(f"tasks[{self.name!r}].mask_label: {self.mask_label!r} is the "
+                              "task's own label")
+
+
+# --- training and export -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Fit settings.
+
+    Attributes:
+      shuffle_buffer: records in the shuffle buffer (serialized, before batching).
+      early_stopping_patience: epochs without improvement before stopping; 0 disables.
+      test_days: the last ``test_days`` UTC days of the data are the test split.
+      train_days: optional: only the ``train_days`` days before the test split are trained on
+        (seed 004's protocol: 5 days train, the next day test); ``None`` takes all of them.
+      seed: shuffling and initialisation seed.
+    """
+
+    optimizer: typing.Literal["adam", "adagrad"] = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 1
+    shuffle_buffer: int = 100_000
+    early_stopping_patience: int = 1
+    test_days: int = 1
+    train_days: Optional[int] = None
+    mixed_precision: bool = False
+    steps_per_execution: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.learning_rate > 0.0:
+            raise ConfigError(
+                f"training.learning_rate must be > 0, got {self.learning_rate!r}")
+        for key in ("batch_size", "epochs", "shuffle_buffer", "test_days",
+                    "steps_per_execution"):
+            _positive(f"training.{key}", getattr(self, key))
+        if self.train_days is not None:
+            _positive("training.train_days", self.train_days)
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"training.early_stopping_patience must be >= 0, "
+                              f"got {self.early_stopping_patience!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """SavedModel export for TF Serving.
+
+    Attributes:
+      model_name: the serving model name.
+      base_path: where versions are written (``<base_path>/<version>``); ``None``: the run
+        directory decides.
+      warmup_examples: requests written to ``assets.extra/tf_serving_warmup_requests``; 0: none.
+    """
+
+    model_name: str = "ranking"
+    base_path: Optional[str] = None
+    warmup_examples: int = 16
+
+    def __post_init__(self):
+        if not self.model_name:
+            raise ConfigError("export.model_name must not be empty")
+        if self.warmup_examples < 0:
+            raise ConfigError(
+                f"export.warmup_examples must be >= 0, got {self.warmup_examples!r}")
+
+
+# --- the experiment ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment, end to end."""
+
+    name: str
+    features: FeaturesConfig
+    tasks: list[TaskConfig]
+    domain: DomainConfig = dataclasses.field(default_factory=DomainConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        if not self.name:
+            raise ConfigError("name must not be empty")
+        if not self.tasks:
+            raise ConfigError("tasks: at least one task is needed, got []")
+        names = [t.name for t in self.tasks]
+        _unique("tasks", names)
+        if self.model.head == "esmm":
+            missing = [n for n in (ESMM_CTR_TASK, ESMM_CTCVR_TASK) if n not in names]
+            if missing:
+                raise ConfigError(
+                    f"tasks: model.head 'esmm' needs tasks named {ESMM_CTR_TASK!r} and "
+                    f"{ESMM_CTCVR_TASK!r}; missing {missing} (tasks are {names})")
+        clash = sorted(set(self.features.input_names) & set(self.label_names))
+        if clash:
+            raise ConfigError(f"features: {clash} are task labels; a label cannot be a feature")
+
+    @property
+    def label_names(self) -> list[str]:
+        """Label features the tasks read (labels, then mask labels), without duplicates."""
+        out: list[str] = []
+        for t in self.tasks:
+            for n in (t.label, t.mask_label):
+                if n is not None and n not in out:
+                    out.append(n)
+        return out
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Sample features the model reads: the feature groups, then the domain feature."""
+        names = list(self.features.input_names)
+        if self.domain.feature not in names:
+            names.append(self.domain.feature)
+        return names
+
+    def to_dict(self) -> dict:
+        """Plain mapping; ``experiment_from_mapping(cfg.to_dict()) == cfg``."""
+        return dataclasses.asdict(self)
+
+
+def experiment_from_mapping(mapping) -> ExperimentConfig:
+    """Builds and validates an :class:`ExperimentConfig` from a nested mapping."""
+    return from_mapping(ExperimentConfig, mapping)
+
+
+def load_experiment(path: str | os.PathLike) -> ExperimentConfig:
+    """Loads an experiment YAML; errors name the file and the key path."""
+    return load_yaml(ExperimentConfig, path)

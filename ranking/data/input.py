@@ -1,0 +1,240 @@
+"""tf.data input: TFRecord samples -> batches of ``(features, labels)``.
+
+The pipeline of :func:`make_dataset`::
+
+    files (sorted; shuffled when training)
+      -> interleave(TFRecordDataset)            parallel reads
+      -> shuffle(shuffle_buffer)                training only, on serialized records
+      -> batch(batch_size)                      with a time range: chunks of serialized
+                                                records get only ``ts`` parsed (vectorized),
+                                                rows outside [start, end) are dropped and the
+                                                rest rebatched to exactly batch_size
+      -> parse_example                          vectorized, only the features the model reads
+      -> split into (features, labels)
+      -> prefetch(AUTOTUNE)
+
+The time filter drops rows before the full parse (the costly step) and rebatches, so batches
+are full (``batch_size`` rows, except the last) whatever share of rows it keeps. It runs after
+the shuffle, whose buffer therefore also holds rows of the other split: the shuffle of the
+kept rows is still uniform, over a buffer the kept share of ``shuffle_buffer``.
+:func:`split_by_time` gives the ranges of the train/test split by UTC day.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Optional, Sequence, Union
+
+import tensorflow as tf
+
+from ranking.data.schema import Schema, SchemaError, check_config, load_schema, parse_spec
+
+__all__ = ["TimeRange", "make_dataset", "split_by_time", "list_files", "max_timestamp",
+           "SAMPLES_GLOB", "TIME_FEATURE", "DAY_SECONDS"]
+
+SAMPLES_GLOB = os.path.join("samples", "part-*.tfrecord*")
+TIME_FEATURE = "ts"
+DAY_SECONDS = 86_400
+_FILTER_CHUNK = 4096  # serialized records per vectorized ``ts`` parse of the time filter
+
+FilesOrGlob = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+
+class TimeRange(NamedTuple):
+    """Half-open range ``[start, end)`` of impression times ``ts`` (epoch seconds)."""
+
+    start: int
+    end: int
+
+    def contains(self, ts: int) -> bool:
+        return self.start <= ts < self.end
+
+
+def list_files(files_or_glob: FilesOrGlob) -> list[str]:
+    """Sorted sample files: a glob, a file, a sample directory (``DIR/samples/part-*``) or a
+    list of those. Raises FileNotFoundError when nothing matches."""
+    items = [files_or_glob] if isinstance(files_or_glob, (str, os.PathLike)) else files_or_glob
+    files: list[str] = []
+    for item in items:
+        item = os.fspath(item)
+        if tf.io.gfile.isdir(item):
+            item = os.path.join(item, SAMPLES_GLOB)
+        matched = tf.io.gfile.glob(item)
+        if not matched:
+            raise FileNotFoundError(f"no sample files match {item!r}")
+        files += matched
+    return sorted(dict.fromkeys(files))
+
+
+def _compression(files: Sequence[str]) -> str:
+    gz = [f.endswith(".gz") for f in files]
+    if any(gz) and not all(gz):
+        raise ValueError("mixing .gz and uncompressed sample files is not supported")
+    return "GZIP" if all(gz) else ""
+
+
+def _read_records(files: list[str], *, shuffle_files: bool, seed: Optional[int],
+                  deterministic: bool) -> tf.data.Dataset:
+    compression = _compression(files)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files and len(files) > 1:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if len(files) == 1:
+        return tf.data.TFRecordDataset(files, compression_type=compression,
+                                       buffer_size=8 << 20)
+    return ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression,
+                                          buffer_size=8 << 20),
+        cycle_length=min(len(files), 8), block_length=64,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def _batch_in_range(ds: tf.data.Dataset, time_range: TimeRange, batch_size: int,
+                    drop_remainder: bool, deterministic: bool) -> tf.data.Dataset:
+    """Batches of the serialized records with ``ts`` in ``time_range``: chunks of records
+    have only ``ts`` parsed (vectorized) and masked, then are rebatched to ``batch_size``."""
+    start, end = int(time_range.start), int(time_range.end)
+    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
+
+    def keep(serialized):
+        ts = tf.io.parse_example(serialized, spec)[TIME_FEATURE]
+        return tf.boolean_mask(serialized, (ts >= start) & (ts < end))
+
+    return (ds.batch(max(batch_size, _FILTER_CHUNK))
+            .map(keep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            .rebatch(batch_size, drop_remainder=drop_remainder))
+
+
+def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training: bool,
+                 time_range: Optional[TimeRange] = None, batch_size: Optional[int] = None,
+                 extra_features: Sequence[str] = (), deterministic: Optional[bool] = None,
+                 seed: Optional[int] = None, drop_remainder: bool = False,
+                 check: bool = True) -> tf.data.Dataset:
+    """Batches of ``(features, labels)`` from TFRecord samples.
+
+    Args:
+      files_or_glob: sample files (see :func:`list_files`).
+      schema: the samples' :class:`~ranking.data.schema.Schema`.
+      config: a :class:`ranking.config.ExperimentConfig`.
+      training: shuffle files and records (``config.training.shuffle_buffer``); evaluation
+        reads in file order and does not shuffle.
+      time_range: keep only rows with ``time_range.start <= ts < time_range.end``.
+      batch_size: defaults to ``config.training.batch_size``.
+      extra_features: more schema features to keep in ``features`` (e.g. ``user_id`` for
+        UAUC, truth columns for evaluation).
+      deterministic: same order on every run (seeded shuffles, ordered parallel reads and
+        parses); training shuffles still differ between epochs, in a reproducible way.
+        Default (None): True for evaluation (rows come in file order), False for training
+        (order is random anyway; the unordered parallel stages are a little faster).
+      seed: shuffle seed; defaults to ``config.training.seed`` when ``deterministic``.
+      drop_remainder: drop the last partial batch (static batch dimension).
+      check: run :func:`~ranking.data.schema.check_config` first.
+
+    Returns:
+      A dataset of ``(features, labels)``: ``features`` maps each of
+      ``config.feature_names`` (and ``extra_features``) to its parsed tensor, ``[batch]`` for
+      scalars and ``[batch, L]`` for sequences and crosses, dtypes ``tf.string``,
+      ``tf.int64`` or ``tf.float32`` as in the schema; ``labels`` maps each of
+      ``config.label_names`` (label feature names, not task names) to a ``float32 [batch]``.
+    """
+    if deterministic is None:
+        deterministic = not training
+    if check:
+        check_config(schema, config)
+    batch_size = batch_size or config.training.batch_size
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if deterministic and seed is None:
+        seed = config.training.seed
+    feature_names = list(dict.fromkeys([*config.feature_names, *extra_features]))
+    label_names = list(config.label_names)
+    overlap = sorted(set(feature_names) & set(label_names))
+    if overlap:
+        raise SchemaError(f"extra_features: {overlap} are labels of the config's tasks")
+    spec = parse_spec(schema, feature_names + label_names)
+    if time_range is not None and TIME_FEATURE not in schema:
+        raise SchemaError(f"time_range needs the feature {TIME_FEATURE!r}, not in the schema")
+
+    files = list_files(files_or_glob)
+    ds = _read_records(files, shuffle_files=training, seed=seed, deterministic=deterministic)
+    if training:
+        ds = ds.shuffle(config.training.shuffle_buffer, seed=seed,
+                        reshuffle_each_iteration=True)
+    if time_range is None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = _batch_in_range(ds, time_range, batch_size, drop_remainder, deterministic)
+
+    def parse(serialized):
+        parsed = tf.io.parse_example(serialized, spec)
+        features = {n: parsed[n] for n in feature_names}
+        labels = {n: tf.cast(parsed[n], tf.float32) for n in label_names}
+        return features, labels
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --- time split ----------------------------------------------------------------------------
+
+def max_timestamp(files_or_glob: FilesOrGlob) -> int:
+    """Largest ``ts`` over the sample files (one vectorized scan)."""
+    files = list_files(files_or_glob)
+    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
+    ds = (tf.data.TFRecordDataset(files, compression_type=_compression(files),
+                                  num_parallel_reads=min(len(files), 4))
+          .batch(8192)
+          .map(lambda s: tf.reduce_max(tf.io.parse_example(s, spec)[TIME_FEATURE]),
+               num_parallel_calls=tf.data.AUTOTUNE))
+    best = ds.reduce(tf.constant(-(2 ** 62), tf.int64), tf.maximum).numpy()
+    if best == -(2 ** 62):
+        raise ValueError(f"no samples in {files}")
+    return int(best)
+
+
+def split_by_time(source: Union[str, os.PathLike, Schema], test_days: int = 1, *,
+                  train_days: Optional[int] = None,
+                  reference: str = "auto") -> tuple[TimeRange, TimeRange]:
+    """Train and test ranges by UTC day: the last ``test_days`` days are the test split.
+
+    The last day is the UTC day of the reference time: ``observe_at - 1`` (the schema's
+    ``observe_at``; every impression is before it) or the largest ``ts`` in the samples.
+    The test range is ``[day_start(last) - (test_days - 1) days, day_start(last) + 1 day)``
+    and the train range ends where the test range starts; it starts ``train_days`` days
+    before that, or at 0 (all earlier rows) when ``train_days`` is None.
+
+    Args:
+      source: a sample directory (``schema.json`` + ``samples/``) or a :class:`Schema`.
+      test_days: days in the test split (>= 1).
+      train_days: days in the train split, or None for all earlier rows.
+      reference: ``"observe_at"``, ``"max_ts"`` (needs a directory: scans the samples) or
+        ``"auto"`` (observe_at when the schema has it, else max_ts).
+
+    Returns:
+      ``(train_range, test_range)``, half-open :class:`TimeRange` s.
+    """
+    if test_days < 1:
+        raise ValueError(f"test_days must be >= 1, got {test_days!r}")
+    if train_days is not None and train_days < 1:
+        raise ValueError(f"train_days must be >= 1 or None, got {train_days!r}")
+    if reference not in ("auto", "observe_at", "max_ts"):
+        raise ValueError(f"reference must be auto, observe_at or max_ts, got {reference!r}")
+    schema = source if isinstance(source, Schema) else load_schema(source)
+    if reference == "auto":
+        reference = "observe_at" if schema.observe_at is not None else "max_ts"
+    if reference == "observe_at":
+        if schema.observe_at is None:
+            raise SchemaError("split_by_time: the schema has no observe_at")
+        last_ts = int(schema.observe_at) - 1
+    else:
+        if isinstance(source, Schema):
+            raise ValueError("split_by_time: reference 'max_ts' needs the sample directory")
+        last_ts = max_timestamp(source)
+    test_end = (last_ts // DAY_SECONDS + 1) * DAY_SECONDS
+    test_start = test_end - test_days * DAY_SECONDS
+    train_start = 0 if train_days is None else test_start - train_days * DAY_SECONDS
+    return TimeRange(train_start, test_start), TimeRange(test_start, test_end)
+
