@@ -8,6 +8,7 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "tensorflow-recommenders==0.7.7",
     "tensorflow-serving-api==2.21.0",
+    "tensorboard==2.21.0",  # not a TensorFlow 2.21 dependency; Keras' TensorBoard callback needs it
     "apache-beam==2.77.0",
     "google-crc32c==1.9.0",
     "pyarrow==25.0.1",
@@ -31,6 +32,8 @@ setup(
         "console_scripts": [
             "ranking-simulate=pipelines.simulator.cli:main",
             "ranking-pipeline=pipelines.cli:main",
+            "ranking-train=ranking.train:main",
+            "ranking-export=ranking.export_cli:main",
         ],
     },
 )

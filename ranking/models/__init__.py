@@ -1,0 +1,1 @@
+"""Ranking models assembled from the layers in ``ranking.layers``."""

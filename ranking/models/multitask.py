@@ -1,0 +1,123 @@
+"""The config-driven multi-task ranking model on TensorFlow Recommenders.
+
+    features --FeatureEmbedding--> x [B, d] --tower--> T task representations
+             --TaskTowers--> T logits --head--> named outputs (probabilities)
+
+Every stage is a Keras layer chosen by the experiment config, so scenario layers (DWG, STAR,
+PPNet/EPNet) and delayed-feedback heads plug in as layers without changing this file's flow:
+a tower is anything mapping ``[B, d]`` to a list of T ``[B, h]`` tensors, a head anything
+mapping the T logits to named logits.
+
+Heads and the task each trains:
+
+* ``independent``: one tower per task; output ``task.name`` = sigmoid(its logit).
+* ``esmm`` (Ma et al., SIGIR 2018): two towers, CTR and CVR; outputs ``ctr``, ``cvr`` and
+  ``ctcvr = ctr * cvr``. Tasks named ``ctr``/``ctcvr`` (and optionally ``cvr``, usually with
+  ``mask_label: click``) are trained on the matching output. The CTCVR loss is binary
+  cross-entropy on the *logit of the product*, ``log p - log(1 - p)`` computed in log space
+  (:func:`~ranking.layers.heads.esmm.ctcvr_logit`), so it never takes ``log 0``.
+
+Each task is a ``tfrs.tasks.Ranking`` with a from-logits cross-entropy and an AUC metric; the
+model's loss is the weighted sum of the task losses.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from ranking.config import ESMM_CTCVR_TASK, ESMM_CTR_TASK, ESMM_CVR_TASK, ExperimentConfig
+from ranking.data.schema import Schema
+from ranking.features.embedding import DENSE, FeatureEmbedding
+from ranking.layers import MMoE, PLE, SharedBottom, TaskTowers
+from ranking.layers.heads.esmm import ctcvr_logit
+
+ESMM_TOWERS = (ESMM_CTR_TASK, ESMM_CVR_TASK)
+
+
+def build_tower(config: ExperimentConfig, num_towers: int) -> tf.keras.layers.Layer:
+    """The multi-task tower layer named by ``model.tower``."""
+    m = config.model
+    if m.tower == "shared_bottom":
+        return SharedBottom(num_towers, m.bottom_units, dropout=m.dropout, name="tower")
+    if m.tower == "mmoe":
+        return MMoE(num_towers, m.experts, m.expert_units, expert_dropout=m.dropout,
+                    name="tower")
+    if m.tower == "ple":
+        return PLE(num_towers, m.levels, m.shared_experts, m.task_experts, m.expert_units,
+                   expert_dropout=m.dropout, name="tower")
+    raise ValueError(f"model.tower: unknown tower {m.tower!r}")
+
+
+def tower_names(config: ExperimentConfig) -> tuple[str, ...]:
+    """Names of the task towers (one logit each), in order."""
+    if config.model.head == "esmm":
+        return ESMM_TOWERS
+    return tuple(t.name for t in config.tasks)
+
+
+def output_names(config: ExperimentConfig) -> tuple[str, ...]:
+    """Names of the model's outputs (what serving returns), in order."""
+    if config.model.head == "esmm":
+        return ESMM_TOWERS + (ESMM_CTCVR_TASK,)
+    return tower_names(config)
+
+
+class MultiTaskRanker(tfrs.models.Model):
+    """Embedding -> multi-task tower -> task towers -> head, one TFRS ranking task per task.
+
+    Args:
+      config: the experiment (features, model, tasks).
+      schema: the samples' schema (cross bucket counts, feature checks).
+
+    Call: ``model(features)`` with ``features`` a dict of batched tensors as yielded by
+    :func:`ranking.data.make_dataset` returns ``{output name: float32 [B] probability}``.
+    ``model.logits(features)`` returns the same keys as logits.
+    """
+
+    def __init__(self, config: ExperimentConfig, schema: Schema, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self._towers = tower_names(config)
+        self._outputs = output_names(config)
+        unknown = [t.name for t in config.tasks if t.name not in self._outputs]
+        if unknown:
+            raise ValueError(f"tasks {unknown} name no output of head {config.model.head!r}; "
+                             f"outputs are {list(self._outputs)}")
+        m = config.model
+        self.embedding = FeatureEmbedding(config.features, schema, domain=config.domain,
+                                          name="embedding")
+        self.tower = build_tower(config, len(self._towers))
+        self.task_towers = TaskTowers(len(self._towers), m.task_tower_units,
+                                      dropout=m.dropout, name="task_towers")
+        self.tasks = {
+            t.name: tfrs.tasks.Ranking(
+                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{t.name}_auc")],
+                name=t.name)
+            for t in config.tasks}
+
+    def logits(self, features, training=None) -> dict[str, tf.Tensor]:
+        """``{output name: float32 [B] logit}``."""
+        x = self.embedding(features)[DENSE]
+        representations = self.tower(x, training=training)
+        logits = self.task_towers(representations, training=training)
+        named = {name: tf.squeeze(logit, -1) for name, logit in zip(self._towers, logits)}
+        if self.config.model.head == "esmm":
+            named[ESMM_CTCVR_TASK] = ctcvr_logit(named[ESMM_CTR_TASK], named[ESMM_CVR_TASK])
+        return named
+
+    def call(self, features, training=None):
+        return {name: tf.sigmoid(logit)
+                for name, logit in self.logits(features, training=training).items()}
+
+    def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        features, labels = inputs
+        logits = self.logits(features, training=training)
+        losses = []
+        for t in self.config.tasks:
+            weight = None if t.mask_label is None else labels[t.mask_label]
+            loss = self.tasks[t.name](labels=labels[t.label], predictions=logits[t.name],
+                                      sample_weight=weight, training=training,
+                                      compute_metrics=not training)
+            losses.append(t.weight * loss)
+        return tf.add_n(losses)
