@@ -20,6 +20,10 @@ from pipelines import cli as pipeline_cli
 from pipelines.simulator import simulate as sim
 
 
+DEFAULT_PIPELINE_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "pipeline.yaml")
+
+
 def _stage(name: str):
     print(f"\n== {name} ==", flush=True)
     return time.perf_counter()
@@ -55,8 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="demo_out", help="working directory (default demo_out)")
     p.add_argument("--impressions", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--pipeline-config", default=os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "pipeline.yaml"))
+    p.add_argument("--pipeline-config", default=DEFAULT_PIPELINE_CONFIG)
     args = p.parse_args(argv)
 
     sim_dir, samples_dir = (os.path.join(args.out, d) for d in ("sim", "samples"))

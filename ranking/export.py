@@ -75,11 +75,11 @@ def export_model(model: tf.keras.Model, schema: Schema, feature_names: Sequence[
     tmp = os.path.join(model_base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         serve = serving_function(model, schema, feature_names)
+        signature = serve.get_concrete_function()  # builds the model if it was not yet
         exported = tf.Module()
         exported.variables_ = list(model.variables)  # what the TF1 loader restores
         exported.serve = serve
-        tf.saved_model.save(exported, tmp,
-                            signatures={SIGNATURE: serve.get_concrete_function()})
+        tf.saved_model.save(exported, tmp, signatures={SIGNATURE: signature})
         if warmup_examples:
             write_warmup(os.path.join(tmp, "assets.extra", WARMUP_FILE), warmup_examples,
                          model_name or os.path.basename(model_base.rstrip("/")))

@@ -1,0 +1,31 @@
+"""Shared fixtures: a small simulated sample set built by the real simulator and pipeline."""
+import dataclasses
+
+import pytest
+
+from ranking.config import load_experiment
+
+SMALL_MODEL = {"levels": 1, "shared_experts": 1, "task_experts": 1, "expert_units": [16],
+               "task_tower_units": [8]}
+
+
+@pytest.fixture(scope="session")
+def simulated_samples(tmp_path_factory):
+    """``ranking-simulate`` 6000 impressions + ``ranking-pipeline``: a samples directory."""
+    from ranking import demo
+
+    out = tmp_path_factory.mktemp("sim")
+    simulation = demo.run_simulation(str(out / "sim"), 6000, seed=5)
+    demo.run_pipeline(str(out / "sim"), str(out / "samples"),
+                      simulation["world"]["window_end_ts"], demo.DEFAULT_PIPELINE_CONFIG)
+    return str(out / "samples")
+
+
+def small_experiment(path="configs/ple_esmm.yaml", **training):
+    """The shipped config with a tiny tower and fast training settings."""
+    config = load_experiment(path)
+    model = dataclasses.replace(config.model, **SMALL_MODEL)
+    train = dataclasses.replace(config.training, **{
+        "epochs": 1, "batch_size": 256, "shuffle_buffer": 2000, "steps_per_execution": 1,
+        **training})
+    return dataclasses.replace(config, model=model, training=train)
