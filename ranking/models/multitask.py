@@ -118,6 +118,6 @@ class MultiTaskRanker(tfrs.models.Model):
             weight = None if t.mask_label is None else labels[t.mask_label]
             loss = self.tasks[t.name](labels=labels[t.label], predictions=logits[t.name],
                                       sample_weight=weight, training=training,
-                                      compute_metrics=not training)
+                                      compute_metrics=True)
             losses.append(t.weight * loss)
         return tf.add_n(losses)
