@@ -1,10 +1,13 @@
 """Shared fixtures: a small simulated sample set built by the real simulator and pipeline."""
 import dataclasses
+import os
 
 import pytest
 
 from ranking.config import load_experiment
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs")
 SMALL_MODEL = {"levels": 1, "shared_experts": 1, "task_experts": 1, "expert_units": [16],
                "task_tower_units": [8]}
 
@@ -21,9 +24,14 @@ def simulated_samples(tmp_path_factory):
     return str(out / "samples")
 
 
-def small_experiment(path="configs/ple_esmm.yaml", **training):
-    """The shipped config with a tiny tower and fast training settings."""
-    config = load_experiment(path)
+@pytest.fixture(scope="session")
+def small_experiment():
+    """A factory: the shipped config with a tiny tower and fast training settings."""
+    return _small_experiment
+
+
+def _small_experiment(name="ple_esmm", **training):
+    config = load_experiment(os.path.join(CONFIGS, f"{name}.yaml"))
     model = dataclasses.replace(config.model, **SMALL_MODEL)
     train = dataclasses.replace(config.training, **{
         "epochs": 1, "batch_size": 256, "shuffle_buffer": 2000, "steps_per_execution": 1,

@@ -14,8 +14,6 @@ from ranking.data.schema import load_schema
 from ranking.export import export_model, next_version
 from ranking.train import build_model, sample_files
 
-from conftest import small_experiment
-
 TF1_LOAD = r"""
 import json, sys
 import numpy as np
@@ -37,7 +35,7 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
 
 
 @pytest.fixture(scope="module")
-def trained(simulated_samples):
+def trained(simulated_samples, small_experiment):
     config = small_experiment()
     schema = load_schema(simulated_samples)
     files = sample_files(simulated_samples)
