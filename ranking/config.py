@@ -206,6 +206,11 @@ class ModelConfig:
       dropout: dropout rate after each hidden layer, in [0, 1).
       head: ``esmm`` (towers ctr and cvr; outputs ctr, cvr, ctcvr = ctr * cvr) or
         ``independent`` (one sigmoid output per task).
+      cross_layers: DCN-v2 cross layers (``tfrs.layers.dcn.Cross``) applied to the embedding
+        vector before the tower, ``x_{l+1} = x_0 * (W x_l + b) + x_l``: explicit
+        multiplicative feature interactions (user x category taste, item x domain) that an
+        MLP on concatenated embeddings learns only slowly. 0: none.
+      cross_projection_dim: low-rank factorization of each cross layer's ``W`` (None: full).
     """
 
     tower: typing.Literal["shared_bottom", "mmoe", "ple"] = "ple"
@@ -218,6 +223,8 @@ class ModelConfig:
     task_tower_units: list[int] = dataclasses.field(default_factory=lambda: [64])
     dropout: float = 0.0
     head: typing.Literal["esmm", "independent"] = "esmm"
+    cross_layers: int = 0
+    cross_projection_dim: Optional[int] = None
 
     def __post_init__(self):
         for key in ("experts", "shared_experts", "task_experts", "levels"):
@@ -227,6 +234,10 @@ class ModelConfig:
                 raise ConfigError(f"model.{key} must list at least one layer size, got []")
             _positive_list(f"model.{key}", getattr(self, key))
         _positive_list("model.task_tower_units", self.task_tower_units)
+        if self.cross_layers < 0:
+            raise ConfigError(f"model.cross_layers must be >= 0, got {self.cross_layers!r}")
+        if self.cross_projection_dim is not None:
+            _positive("model.cross_projection_dim", self.cross_projection_dim)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
 

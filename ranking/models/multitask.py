@@ -1,6 +1,7 @@
 """The config-driven multi-task ranking model on TensorFlow Recommenders.
 
-    features --FeatureEmbedding--> x [B, d] --tower--> T task representations
+    features --FeatureEmbedding--> x [B, d] --DCN crosses (optional)--> x' [B, d]
+             --tower--> T task representations
              --TaskTowers--> T logits --head--> named outputs (probabilities)
 
 Every stage is a Keras layer chosen by the experiment config, so scenario layers (DWG, STAR,
@@ -86,6 +87,9 @@ class MultiTaskRanker(tfrs.models.Model):
         m = config.model
         self.embedding = FeatureEmbedding(config.features, schema, domain=config.domain,
                                           name="embedding")
+        self.crosses = [tfrs.layers.dcn.Cross(projection_dim=m.cross_projection_dim,
+                                              name=f"cross_{i}")
+                        for i in range(m.cross_layers)]
         self.tower = build_tower(config, len(self._towers))
         self.task_towers = TaskTowers(len(self._towers), m.task_tower_units,
                                       dropout=m.dropout, name="task_towers")
@@ -98,7 +102,9 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def logits(self, features, training=None) -> dict[str, tf.Tensor]:
         """``{output name: float32 [B] logit}``."""
-        x = self.embedding(features)[DENSE]
+        x0 = x = self.embedding(features)[DENSE]
+        for cross in self.crosses:
+            x = cross(x0, x)
         representations = self.tower(x, training=training)
         logits = self.task_towers(representations, training=training)
         named = {name: tf.squeeze(logit, -1) for name, logit in zip(self._towers, logits)}
@@ -115,8 +121,11 @@ class MultiTaskRanker(tfrs.models.Model):
         logits = self.logits(features, training=training)
         losses = []
         for t in self.config.tasks:
-            weight = None if t.mask_label is None else labels[t.mask_label]
-            loss = self.tasks[t.name](labels=labels[t.label], predictions=logits[t.name],
+            # [B, 1]: Keras losses average over the last axis, so a [B] input would be reduced
+            # to one number before the per-example sample weights could apply.
+            weight = None if t.mask_label is None else labels[t.mask_label][:, None]
+            loss = self.tasks[t.name](labels=labels[t.label][:, None],
+                                      predictions=logits[t.name][:, None],
                                       sample_weight=weight, training=training,
                                       compute_metrics=True)
             losses.append(t.weight * loss)

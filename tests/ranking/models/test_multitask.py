@@ -1,0 +1,93 @@
+"""MultiTaskRanker: outputs, the ESMM product, the weighted multi-task loss, masks, gradients."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ranking.config import ConfigError, TaskConfig
+from ranking.data.input import make_dataset
+from ranking.data.schema import load_schema
+from ranking.models.multitask import MultiTaskRanker, output_names
+from ranking.train import sample_files
+
+
+@pytest.fixture(scope="module")
+def batch_and_schema(simulated_samples, small_experiment):
+    config = small_experiment()
+    schema = load_schema(simulated_samples)
+    ds = make_dataset(sample_files(simulated_samples), schema, config, training=False,
+                      batch_size=512)
+    features, labels = next(iter(ds))
+    return features, labels, schema
+
+
+def _bce(labels, logits, weights=None):
+    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits).numpy()
+    weights = np.ones_like(losses) if weights is None else np.asarray(weights)
+    return float(np.sum(losses * weights) / len(losses))  # Keras SUM_OVER_BATCH_SIZE
+
+
+def test_esmm_outputs_and_weighted_loss(batch_and_schema, small_experiment):
+    features, labels, schema = batch_and_schema
+    config = small_experiment()
+    config = dataclasses.replace(config, tasks=[
+        TaskConfig("ctr", "click", weight=1.0), TaskConfig("ctcvr", "conversion", weight=2.5),
+        TaskConfig("cvr", "conversion", weight=0.5, mask_label="click")])
+    model = MultiTaskRanker(config, schema)
+    out = model(features)
+    assert sorted(out) == ["ctcvr", "ctr", "cvr"] == sorted(output_names(config))
+    assert out["ctr"].shape == (512,) and out["ctr"].dtype == tf.float32
+    np.testing.assert_allclose(out["ctcvr"], out["ctr"] * out["cvr"], rtol=1e-5)
+
+    logits = model.logits(features)
+    expected = (1.0 * _bce(labels["click"], logits["ctr"])
+                + 2.5 * _bce(labels["conversion"], logits["ctcvr"])
+                + 0.5 * _bce(labels["conversion"], logits["cvr"], labels["click"]))
+    got = float(model.compute_loss((features, labels)))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert labels["click"].numpy().sum() > 0  # the mask really removes rows
+
+
+def test_independent_head_and_unknown_task(batch_and_schema, small_experiment):
+    features, labels, schema = batch_and_schema
+    config = small_experiment()
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, head="independent", tower="mmoe",
+                                          experts=2),
+        tasks=[TaskConfig("click_task", "click"), TaskConfig("buy", "conversion")])
+    model = MultiTaskRanker(config, schema)
+    out = model(features)
+    assert sorted(out) == ["buy", "click_task"]
+    np.testing.assert_allclose(out["buy"], tf.sigmoid(model.logits(features)["buy"]),
+                               rtol=1e-6)
+    esmm = small_experiment()
+    with pytest.raises(ValueError, match=r"tasks \['buy'\] name no output of head 'esmm'"):
+        MultiTaskRanker(dataclasses.replace(esmm, tasks=[*esmm.tasks, TaskConfig(
+            "buy", "conversion")]), schema)
+
+
+@pytest.mark.parametrize("tower", ["shared_bottom", "mmoe", "ple"])
+def test_gradient_reaches_every_variable(batch_and_schema, small_experiment, tower):
+    features, labels, schema = batch_and_schema
+    config = small_experiment()
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, tower=tower, cross_layers=1, experts=2, bottom_units=[16]))
+    model = MultiTaskRanker(config, schema)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss((features, labels), training=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert len(model.crosses) == 1
+    for var, grad in zip(model.trainable_variables, grads):
+        assert grad is not None, var.name
+        values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
+        assert np.any(values.numpy() != 0), var.name
+
+
+def test_cross_layer_config_is_validated():
+    from ranking.config import ModelConfig
+
+    with pytest.raises(ConfigError, match="model.cross_layers must be >= 0, got -1"):
+        ModelConfig(cross_layers=-1)
+    with pytest.raises(ConfigError, match="model.cross_projection_dim must be >= 1, got 0"):
+        ModelConfig(cross_projection_dim=0)
