@@ -11,6 +11,10 @@ What TF Serving needs (``../shared/TFSERVING.md``) and how this module meets it:
 * signature ``serving_default``: one input ``inputs``, a 1-D string tensor of serialized
   ``tf.train.Example`` (the pipeline's samples; labels and unused features are ignored),
   and one named float32 ``[batch]`` output per model output (``ctr``, ``cvr``, ``ctcvr``);
+* signature ``raw_features``: the raw request fields (``user_id``, ``item_id``,
+  ``category_id``, ``country``, ``scene``, ``seq_item_ids [batch, L]``, ...), the same
+  outputs; crosses and other derived features are computed in the graph
+  (:mod:`ranking.features.raw`), so callers never re-implement hashing;
 * ``assets.extra/tf_serving_warmup_requests``: a TFRecord of ``PredictionLog`` with a few
   real requests, so the first live request does not pay for graph warmup.
 """
@@ -24,8 +28,10 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from ranking.data.schema import Schema, parse_spec
+from ranking.features.raw import derive_features, raw_input_signature
 
 SIGNATURE = "serving_default"
+RAW_SIGNATURE = "raw_features"
 INPUT_KEY = "inputs"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses more
@@ -42,6 +48,21 @@ def serving_function(model: tf.keras.Model, schema: Schema, feature_names: Seque
                 for name, value in model(features, training=False).items()}
 
     return serve
+
+
+def raw_serving_function(model: tf.keras.Model, schema: Schema, feature_names: Sequence[str]):
+    """``tf.function`` raw request fields -> ``{output: float32 [batch]}``; the sequence x
+    target crosses and the other derived features are computed in the graph
+    (:mod:`ranking.features.raw`)."""
+    specs = raw_input_signature(schema, feature_names)
+
+    @tf.function(input_signature=[specs])
+    def serve_raw(raw):
+        features = derive_features(raw, schema, feature_names)
+        return {name: tf.cast(value, tf.float32)
+                for name, value in model(features, training=False).items()}
+
+    return serve_raw
 
 
 def next_version(model_base: str) -> int:
@@ -75,11 +96,13 @@ def export_model(model: tf.keras.Model, schema: Schema, feature_names: Sequence[
     tmp = os.path.join(model_base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         serve = serving_function(model, schema, feature_names)
-        signature = serve.get_concrete_function()  # builds the model if it was not yet
+        serve_raw = raw_serving_function(model, schema, feature_names)
+        signatures = {SIGNATURE: serve.get_concrete_function(),  # builds the model if needed
+                      RAW_SIGNATURE: serve_raw.get_concrete_function()}
         exported = tf.Module()
         exported.variables_ = list(model.variables)  # what the TF1 loader restores
-        exported.serve = serve
-        tf.saved_model.save(exported, tmp, signatures={SIGNATURE: signature})
+        exported.serve, exported.serve_raw = serve, serve_raw
+        tf.saved_model.save(exported, tmp, signatures=signatures)
         if warmup_examples:
             write_warmup(os.path.join(tmp, "assets.extra", WARMUP_FILE), warmup_examples,
                          model_name or os.path.basename(model_base.rstrip("/")))
