@@ -283,6 +283,11 @@ class TrainingConfig:
       train_days: optional: only the ``train_days`` days before the test split are trained on
         (seed 004's protocol: 5 days train, the next day test); ``None`` takes all of them.
       seed: shuffling and initialisation seed.
+      calibrate: model outputs (tower logits, e.g. ``ctr``) whose logit gets an offset after
+        training so that, on the validation day, the sum of predictions equals the sum of
+        labels (PCOC 1). Use it for labels fully observed on the validation day (clicks);
+        conversions are still arriving there (delayed feedback), so calibrating on them would
+        bias predictions down.
     """
 
     optimizer: typing.Literal["adam", "adagrad"] = "adam"
@@ -296,6 +301,7 @@ class TrainingConfig:
     mixed_precision: bool = False
     steps_per_execution: int = 1
     seed: int = 0
+    calibrate: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if not self.learning_rate > 0.0:
@@ -364,6 +370,12 @@ class ExperimentConfig:
         clash = sorted(set(self.features.input_names) & set(self.label_names))
         if clash:
             raise ConfigError(f"features: {clash} are task labels; a label cannot be a feature")
+        for name in self.training.calibrate:
+            if name not in names or (self.model.head == "esmm" and name == ESMM_CTCVR_TASK):
+                raise ConfigError(
+                    f"training.calibrate: {name!r} is not a task with its own tower logit; "
+                    f"tasks are {names}" + (" (ctcvr is a product, calibrate ctr/cvr)"
+                                            if self.model.head == "esmm" else ""))
 
     @property
     def label_names(self) -> list[str]:

@@ -8,7 +8,8 @@ the ``training.train_days`` days before it, are trained on. Writes under ``--mod
 
     logs/                      TensorBoard (``tensorboard --logdir <model-dir>/logs``)
     checkpoints/epoch-NNN.*    weights after each epoch
-    weights.*                  the final (best validation loss) weights, ``ranking-export`` input
+    weights.*                  the final weights (best validation loss, then calibrated:
+                               ``training.calibrate``), ``ranking-export``'s input
     config.yaml, schema.json   what the model was built from
     metrics.json               the test report (see ranking.evaluation), also printed
     export/<name>/<version>/   the SavedModel for TF Serving (``--no-export`` skips it)
@@ -27,6 +28,7 @@ from typing import Optional
 import tensorflow as tf
 import yaml
 
+from ranking.calibration import calibrate
 from ranking.config import ExperimentConfig, load_experiment
 from ranking.data.input import DAY_SECONDS, TIME_FEATURE, TimeRange, list_files, make_dataset, split_by_time
 from ranking.data.schema import Schema, load_schema
@@ -144,11 +146,16 @@ def train(config: ExperimentConfig, data_dir: str, model_dir: str, *, export: bo
     start = time.perf_counter()
     history = fit(model, files, schema, config, splits, model_dir, verbose)
     fit_seconds = time.perf_counter() - start
+    offsets = calibrate(model, make_dataset(files, schema, config, training=False,
+                                            time_range=splits.validation), config)
+    if offsets:
+        log.info("calibration logit offsets (validation day): %s", offsets)
     model.save_weights(os.path.join(model_dir, WEIGHTS))
 
     report = evaluate_model(model, files, schema, config, splits.test)
     write_json(report, os.path.join(model_dir, "metrics.json"))
     summary = {"fit_seconds": round(fit_seconds, 1), "epochs": len(history.epoch),
+               "calibration_offsets": offsets,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()},
                "report": report}
     if export:

@@ -93,6 +93,10 @@ class MultiTaskRanker(tfrs.models.Model):
         self.tower = build_tower(config, len(self._towers))
         self.task_towers = TaskTowers(len(self._towers), m.task_tower_units,
                                       dropout=m.dropout, name="task_towers")
+        # Post-training calibration (ranking.calibration): added to each tower's logit,
+        # zero until fitted; part of the exported graph.
+        self.logit_offsets = {name: tf.Variable(0.0, trainable=False, name=f"{name}_offset")
+                              for name in self._towers}
         self.tasks = {
             t.name: tfrs.tasks.Ranking(
                 loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
@@ -107,7 +111,8 @@ class MultiTaskRanker(tfrs.models.Model):
             x = cross(x0, x)
         representations = self.tower(x, training=training)
         logits = self.task_towers(representations, training=training)
-        named = {name: tf.squeeze(logit, -1) for name, logit in zip(self._towers, logits)}
+        named = {name: tf.squeeze(logit, -1) + self.logit_offsets[name]
+                 for name, logit in zip(self._towers, logits)}
         if self.config.model.head == "esmm":
             named[ESMM_CTCVR_TASK] = ctcvr_logit(named[ESMM_CTR_TASK], named[ESMM_CVR_TASK])
         return named

@@ -55,6 +55,7 @@ def test_independent_head_and_unknown_task(batch_and_schema, small_experiment):
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, head="independent", tower="mmoe",
                                           experts=2),
+        training=dataclasses.replace(config.training, calibrate=[]),
         tasks=[TaskConfig("click_task", "click"), TaskConfig("buy", "conversion")])
     model = MultiTaskRanker(config, schema)
     out = model(features)
