@@ -34,6 +34,8 @@ setup(
             "ranking-pipeline=pipelines.cli:main",
             "ranking-train=ranking.train:main",
             "ranking-export=ranking.export_cli:main",
+            "ranking-serve=serving.server:main",
+            "ranking-score=serving.client:main",
         ],
     },
 )
