@@ -108,13 +108,19 @@ class PredictClient:
         self.close()
 
     def request(self, examples: Sequence[bytes]) -> predict_pb2.PredictRequest:
+        """A request with the examples as the ``inputs`` tensor."""
+        return self.inputs_request({INPUT_KEY: examples_tensor_proto(list(examples))})
+
+    def inputs_request(self, inputs: dict) -> predict_pb2.PredictRequest:
+        """A request with ``inputs``: name -> TensorProto (any signature's inputs)."""
         request = predict_pb2.PredictRequest()
         spec = request.model_spec
         spec.name = self.model
         spec.signature_name = self.signature
         if self.version is not None:
             spec.version.value = self.version
-        request.inputs[INPUT_KEY].CopyFrom(examples_tensor_proto(list(examples)))
+        for name, proto in inputs.items():
+            request.inputs[name].CopyFrom(proto)
         request.output_filter.extend(self.output_filter)
         return request
 
