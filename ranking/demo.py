@@ -7,7 +7,14 @@ Stages, each timed, all files under ``--out``:
   3. ``run/``: ``ranking-train`` fits the experiment (default ``configs/ple_esmm.yaml``) on
      all days but the last two, stops early on the next-to-last, evaluates on the last
      (metrics per task, domain and user tier, oracle AUC beside model AUC) and exports the
-     SavedModel to ``run/export/<model>/<version>/``.
+     SavedModel to ``run/export/<model>/<version>/``;
+  4. ``ranking-serve`` (the local TF-Serving-compatible server) serves the export in a
+     subprocess on a free loopback port;
+  5. ``test_day/``: the test day's samples are scored over gRPC (``ranking-score``'s client)
+     into ``test_day/scores.csv`` and again in-process with the exported signature; the
+     server is stopped;
+  6. the metrics report of the gRPC scores (per task, domain and user tier, oracle AUC beside
+     model AUC) and the max abs difference between gRPC and in-process scores.
 
 Each stage can also be run alone with its own command; the README shows how.
 """
@@ -60,14 +67,137 @@ def run_pipeline(sim_dir: str, out: str, observe_at: int, config: str) -> dict:
     return summary
 
 
-def run_training(samples_dir: str, run_dir: str, config_path: str) -> dict:
-    start = _stage(f"3. train {os.path.basename(config_path)} -> {run_dir}")
+def run_training(samples_dir: str, run_dir: str, config) -> dict:
+    start = _stage(f"3. train {config.name} -> {run_dir}")
     shutil.rmtree(run_dir, ignore_errors=True)
-    summary = train.train(load_experiment(config_path), samples_dir, run_dir)
-    print(format_table(summary["report"]))
+    summary = train.train(config, samples_dir, run_dir)
+    for task, result in summary["report"]["tasks"].items():
+        o = result["overall"]
+        print(f"{task:<6} test AUC {o['auc']:.4f} (oracle {o['oracle_auc'] or float('nan'):.4f})"
+              f"  PCOC {o['pcoc'] or float('nan'):.3f}")
     print(f"exported: {summary['export']}")
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     return summary
+
+
+def write_test_day(samples_dir: str, config, out_dir: str) -> str:
+    """The test split's serialized examples, in file order, as one TFRecord file."""
+    import tensorflow as tf
+
+    from ranking.data.input import TIME_FEATURE
+    from ranking.data.schema import load_schema
+
+    test = train.time_splits(load_schema(samples_dir), config).test
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "examples.tfrecord")
+    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in tf.data.TFRecordDataset(train.sample_files(samples_dir)).batch(8192):
+            ts = tf.io.parse_example(batch, spec)[TIME_FEATURE].numpy()
+            for record, t in zip(batch.numpy(), ts):
+                if test.start <= t < test.end:
+                    writer.write(record)
+    return path
+
+
+def serve_and_score(export_path: str, model_name: str, examples_file: str,
+                    out_dir: str) -> dict:
+    """Stages 4-5: serve over gRPC in a subprocess, score, compare with in-process."""
+    import subprocess
+
+    import numpy as np
+    import tensorflow as tf
+
+    from serving.client import PredictClient, score_files
+
+    base = os.path.dirname(export_path)
+    start = _stage(f"4. ranking-serve {base} (subprocess, loopback)")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "serving.server", "--model-base-path",
+                               base, "--model-name", model_name, "--port", str(port)])
+    try:
+        start = _stage(f"5. score the test day over gRPC -> {out_dir}/scores.csv")
+        scores_csv = os.path.join(out_dir, "scores.csv")
+        address = f"127.0.0.1:{port}"
+        _wait_until_serving(address, server)
+        with PredictClient(address, model_name, deadline_seconds=30) as client:
+            stats = score_files(client, [examples_file], scores_csv, batch_size=512)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(f"scored {stats['rows']:,} rows in {stats['seconds']:.1f} s "
+          f"({stats['rows_per_second']:,.0f} rows/s); latency p50 "
+          f"{stats['latency_ms']['p50']:.1f} ms, p99 {stats['latency_ms']['p99']:.1f} ms; "
+          "server stopped")
+    grpc_scores = _read_scores(scores_csv)
+    signature = tf.saved_model.load(export_path).signatures["serving_default"]
+    local: dict = {}
+    for batch in tf.data.TFRecordDataset([examples_file]).batch(4096):
+        for name, value in signature(inputs=batch).items():
+            local.setdefault(name, []).append(value.numpy())
+    local = {k: np.concatenate(v) for k, v in local.items()}
+    diff = max(float(np.max(np.abs(grpc_scores[k] - local[k]))) for k in local)
+    return {"scores": grpc_scores, "max_abs_diff": diff, "stats": stats,
+            "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def _wait_until_serving(address: str, server, timeout: float = 180.0) -> None:
+    """The port opens once the model is loaded (as in tensorflow_model_server)."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"demo: ranking-serve exited with code {server.returncode}")
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1.0)
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"demo: ranking-serve not ready after {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_scores(path: str) -> dict:
+    import csv
+
+    import numpy as np
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    out = {name: np.array([r[j] for r in body], dtype=np.float32 if name != "impression_id"
+                          else object) for j, name in enumerate(header)}
+    return out
+
+
+def report_grpc_scores(examples_file: str, samples_dir: str, config, scored: dict) -> dict:
+    """Stage 6: the metrics report of the gRPC scores, joined to labels by row order."""
+    import numpy as np
+
+    from ranking.data.schema import load_schema
+    from ranking.evaluation import context_frame, evaluate_frame
+
+    _stage("6. metrics of the gRPC scores on the test day")
+    frame = context_frame([examples_file], load_schema(samples_dir), config)
+    scores = scored["scores"]
+    if "impression_id" in scores and not np.array_equal(
+            scores["impression_id"].astype(str), frame["impression_id"]):
+        raise SystemExit("demo: gRPC scores are not in the examples' order")
+    frame.update({f"pred_{k}": v for k, v in scores.items() if k != "impression_id"})
+    report = evaluate_frame(frame, config)
+    print(format_table(report))
+    print(f"max |gRPC score - in-process score| = {scored['max_abs_diff']:.2e} "
+          f"(over {len(frame['click']):,} rows x {len(scores) - 1} outputs)")
+    return report
 
 
 def main(argv=None) -> int:
@@ -86,18 +216,29 @@ def main(argv=None) -> int:
     simulation = run_simulation(sim_dir, args.impressions, args.seed)
     observe_at = simulation["world"]["window_end_ts"]
     samples = run_pipeline(sim_dir, samples_dir, observe_at, args.pipeline_config)
-    training = run_training(samples_dir, run_dir, args.config)
+    config = load_experiment(args.config)
+    training = run_training(samples_dir, run_dir, config)
+    test_dir = os.path.join(args.out, "test_day")
+    examples = write_test_day(samples_dir, config, test_dir)
+    scored = serve_and_score(training["export"], config.export.model_name, examples, test_dir)
+    metrics = report_grpc_scores(examples, samples_dir, config, scored)
 
     report = {"simulate_seconds": simulation["seconds"],
               "pipeline_seconds": samples["wall_seconds"],
               "samples_written": samples["samples_written"],
               "train_seconds": training["wall_seconds"], "export": training["export"],
-              "metrics": training["report"]}
+              "score_seconds": scored["wall_seconds"], "grpc": scored["stats"],
+              "max_abs_diff_grpc_vs_in_process": scored["max_abs_diff"], "metrics": metrics}
     with open(os.path.join(args.out, "demo_report.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"\n== done ==\nsimulate {simulation['seconds']} s, pipeline "
           f"{samples['wall_seconds']} s ({samples['rows_per_second']:,.0f} rows/s), train "
-          f"{training['wall_seconds']} s; report: {os.path.join(args.out, 'demo_report.json')}")
+          f"{training['wall_seconds']} s, serve + score {scored['wall_seconds']} s; "
+          f"report: {os.path.join(args.out, 'demo_report.json')}")
+    if scored["max_abs_diff"] > 1e-6:
+        print(f"error: gRPC and in-process scores differ by {scored['max_abs_diff']:.2e} "
+              "(> 1e-6)", file=sys.stderr)
+        return 1
     return 0
 
 

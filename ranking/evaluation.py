@@ -21,6 +21,7 @@ from ranking.data.schema import Schema
 from ranking.metrics import TaskEval, evaluate
 
 SLICES = ("domain", "user_tier")
+ID = "impression_id"
 CONTEXT = ("user_id", "domain", "user_tier", "p_click", "p_pay")
 
 
@@ -29,16 +30,28 @@ def predict_frame(model: tf.keras.Model, files, schema: Schema, config: Experime
                   ) -> dict[str, np.ndarray]:
     """Column arrays: ``pred_<output>`` per model output, every label, and the context
     columns the schema has (user, domain, tier, truth)."""
-    extra = [c for c in CONTEXT if c in schema and c not in config.feature_names]
+    predict = tf.function(lambda features: model(features, training=False))
+    return _frame(files, schema, config, time_range, batch_size, predict)
+
+
+def context_frame(files, schema: Schema, config: ExperimentConfig,
+                  time_range: Optional[TimeRange] = None, batch_size: int = 4096
+                  ) -> dict[str, np.ndarray]:
+    """Labels and context columns of the rows, in file order, without predictions (to join
+    predictions made elsewhere, e.g. over gRPC, by row order)."""
+    return _frame(files, schema, config, time_range, batch_size, None)
+
+
+def _frame(files, schema, config, time_range, batch_size, predict) -> dict[str, np.ndarray]:
+    extra = [c for c in (ID, *CONTEXT) if c in schema and c not in config.feature_names]
     ds = make_dataset(files, schema, config, training=False, time_range=time_range,
                       batch_size=batch_size, extra_features=extra)
-    predict = tf.function(lambda features: model(features, training=False))
     columns: dict[str, list] = {}
     for features, labels in ds:
-        outputs = predict(features)
-        batch = {f"pred_{k}": v for k, v in outputs.items()}
-        batch.update(labels)
-        batch.update({c: features[c] for c in CONTEXT if c in features})
+        batch = dict(labels)
+        if predict is not None:
+            batch.update({f"pred_{k}": v for k, v in predict(features).items()})
+        batch.update({c: features[c] for c in (ID, *CONTEXT) if c in features})
         for name, value in batch.items():
             columns.setdefault(name, []).append(value.numpy())
     if not columns:
@@ -86,10 +99,14 @@ def _truth_column(label: str, mask: Optional[str]) -> Optional[str]:
     return None
 
 
-def evaluate_model(model, files, schema: Schema, config: ExperimentConfig,
-                   time_range: Optional[TimeRange] = None) -> dict:
-    """The metrics report of ``model`` on the rows of ``files`` in ``time_range``."""
-    frame = predict_frame(model, files, schema, config, time_range)
+def evaluate_frame(frame: dict, config: ExperimentConfig) -> dict:
+    """The metrics report of a frame with ``pred_<output>`` columns."""
     slices = [s for s in SLICES if s in frame]
     return evaluate(frame, task_evals(config, frame), slices,
                     user_column="user_id" if "user_id" in frame else None)
+
+
+def evaluate_model(model, files, schema: Schema, config: ExperimentConfig,
+                   time_range: Optional[TimeRange] = None) -> dict:
+    """The metrics report of ``model`` on the rows of ``files`` in ``time_range``."""
+    return evaluate_frame(predict_frame(model, files, schema, config, time_range), config)
