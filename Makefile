@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 DEMO_IMPRESSIONS ?= 200000
 
-.PHONY: install test test-all demo bench-pipeline clean
+.PHONY: install test test-all demo bench-pipeline bench-quality bench-serving clean
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ demo: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py --impressions 1000000
+
+# PLE + ESMM against the simulator's oracle AUC, with and without the sequence crosses.
+bench-quality: $(STAMP)
+	$(PY) benchmarks/quality_vs_oracle.py --impressions 200000 --seeds 2
+
+# gRPC vs in-process latency and QPS, 200 candidates, 1 and 8 clients.
+bench-serving: $(STAMP)
+	$(PY) benchmarks/serving_latency.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
