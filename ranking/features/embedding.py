@@ -42,7 +42,9 @@ def _flat(x: tf.Tensor) -> tf.Tensor:
 def _pool(emb: tf.Tensor, mask: tf.Tensor, pooling: str) -> tf.Tensor:
     """Masked pooling of ``emb [B, L, D]`` over the entries where ``mask [B, L]`` is true."""
     weights = tf.cast(mask, emb.dtype)
-    total = tf.einsum("bld,bl->bd", emb, weights)
+    # [B, 1, L] x [B, L, D]: a batched matmul, forward and backward ~2.5x faster on CPU than
+    # the einsum / multiply-and-sum forms.
+    total = tf.squeeze(tf.matmul(tf.expand_dims(weights, 1), emb), 1)
     if pooling == "sum":
         return total
     count = tf.reduce_sum(weights, axis=1, keepdims=True)
@@ -80,6 +82,10 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     """
 
     def __init__(self, features, schema, domain=None, **kwargs):
+        # Inputs keep their dtype: under a mixed policy Keras would cast the float inputs (the
+        # numerics) to the compute dtype, rounding them to bfloat16 before the NaN fill and
+        # log1p; the outputs are cast instead.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if isinstance(features, Mapping):
             features = from_mapping(FeaturesConfig, features, "features")
@@ -103,6 +109,11 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         self.domain_config = domain
         self._cross_buckets = {c.name: int(schema[c.name].buckets) for c in features.crosses}
         self.tables: dict[str, tf.Variable] = {}
+        # True when the optimizer updates the tables densely (every row every step, e.g.
+        # Adam): rows are then gathered from the tables' values instead of the variables
+        # (see _lookup). False (sparse updates, e.g. Adagrad's scatter): gathered from the
+        # variables. Set before the first traced call (MultiTaskRanker.compile sets it).
+        self.dense_table_updates = False
 
     # --- construction ----------------------------------------------------------------------
 
@@ -124,14 +135,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         def init():  # a fresh initializer per table: a reused unseeded one repeats its values
             return tf.keras.initializers.RandomUniform(-0.05, 0.05)
 
+        # Not autocast: under a mixed policy the rows are gathered and pooled in float32 and only
+        # the concatenated result is cast (a gather from an autocast table casts every gathered
+        # row of every sequence entry, and the pooling would run in the low precision).
         for f in self.features_config.ids:
             self.tables[f.name] = self.add_weight(
                 name=f"{f.name}_embedding", shape=(f.buckets, f.dim), initializer=init(),
-                trainable=True)
+                trainable=True, experimental_autocast=False)
         for c in self.features_config.crosses:
             self.tables[c.name] = self.add_weight(
                 name=f"{c.name}_embedding", shape=(self._cross_buckets[c.name], c.dim),
-                initializer=init(), trainable=True)
+                initializer=init(), trainable=True, experimental_autocast=False)
         super().build(input_shape)
 
     def embedding_table(self, name: str) -> tf.Variable:
@@ -148,7 +162,14 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     # --- call ------------------------------------------------------------------------------
 
     def _lookup(self, name: str, ids: tf.Tensor) -> tf.Tensor:
-        return tf.nn.embedding_lookup(self.tables[name], ids)
+        table = self.tables[name]
+        if self.dense_table_updates:
+            # A gather from the table's value: the read shares the variable's buffer and is
+            # released after the forward pass, so the dense update writes in place. (A gather
+            # from the variable itself puts it in copy-on-read mode, after which every dense
+            # update first copies the whole table.) The gradient is still IndexedSlices.
+            table = tf.convert_to_tensor(table)
+        return tf.nn.embedding_lookup(table, ids)
 
     def call(self, features):
         f = self.features_config
@@ -180,14 +201,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
             if n.transform == "log1p":
                 x = tf.sign(x) * tf.math.log1p(tf.abs(x))
             columns.append(x)
-        embeddings = {k: tf.cast(v, out_dtype) for k, v in embeddings.items()}
         if columns:
-            numerics = tf.cast(tf.stack(columns, axis=1), out_dtype)
+            numerics = tf.stack(columns, axis=1)
         else:
-            numerics = tf.zeros([self._batch_size(features), 0], out_dtype)
+            numerics = tf.zeros([self._batch_size(features), 0], tf.float32)
+        # Everything above is float32; one cast of the concatenation (outputs nobody reads are
+        # pruned from the graph).
         parts = [embeddings[n] for n in f.input_names if n in embeddings] + [numerics]
-        dense = tf.concat(parts, axis=1)
-        return {DENSE: dense, EMBEDDINGS: embeddings, NUMERICS: numerics,
+        dense = tf.cast(tf.concat(parts, axis=1), out_dtype)
+        return {DENSE: dense,
+                EMBEDDINGS: {k: tf.cast(v, out_dtype) for k, v in embeddings.items()},
+                NUMERICS: tf.cast(numerics, out_dtype),
                 DOMAIN_INDEX: self._domain_index(features)}
 
     def _batch_size(self, features) -> tf.Tensor:

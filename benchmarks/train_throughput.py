@@ -1,0 +1,196 @@
+"""Steady-state training examples/s of the PLE+ESMM model: input-fed vs compute-only.
+
+Both runs train the same model (``configs/ple_esmm.yaml``, ``build_model`` as ``ranking-train``
+builds it) with Keras ``fit`` and ``steps_per_epoch``, in one process:
+
+* ``input``: fed by the full tf.data input, ``make_dataset(files, training=True,
+  time_range=<train split>).repeat()`` -- TFRecord reads, record shuffle
+  (``training.shuffle_buffer``), the time filter and the parse, exactly as ``ranking-train``;
+* ``compute``: the same model fed one cached batch over and over
+  (``dataset.take(1).cache().repeat()``), the compute-only limit.
+
+Each ``fit`` call runs one warm-up epoch (tracing, filling the shuffle buffer), which is not
+timed, then ``--windows`` timed epochs of ``--steps`` steps (default 65536 examples). The modes
+take turns (``--rounds`` fits each) so load from other processes hits them alike; the figures
+are the medians over all timed epochs, with the CPU time of the process per example (all
+threads) and the cores it kept busy. The ratio input/compute is the share of the compute limit
+the input pipeline lets training reach (target >= 0.90); the difference of the CPU times is
+what the input pipeline costs per example while training. ``--cached-batches K`` adds a
+diagnostic mode fed K distinct cached batches (varied data, no input cost). The shuffle buffer
+refills at every pass over the train split (``ranking-train`` repeats ``make_dataset`` the
+same way): a window that spans a pass boundary includes that stall.
+
+    .venv/bin/python benchmarks/train_throughput.py [--data DIR] [--mixed-precision] \
+        [--steps N] [--windows 3] [--rounds 3]
+
+Without ``--data`` the samples are generated first by the simulate and sample-pipeline stages
+of ``python -m ranking.demo --out /tmp/train_throughput_demo --impressions 200000`` (reused
+when that directory already holds samples).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import ranking  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf  # noqa: E402
+
+from ranking.config import load_experiment  # noqa: E402
+from ranking.data.input import make_dataset  # noqa: E402
+from ranking.data.schema import load_schema  # noqa: E402
+from ranking.train import build_model, count_rows, sample_files, time_splits  # noqa: E402
+
+DEFAULT_DEMO = "/tmp/train_throughput_demo"
+
+
+def ensure_data(data: str | None, impressions: int) -> str:
+    """The sample directory (``schema.json`` + ``samples/``). Without ``data``: the demo's
+    samples under ``/tmp/train_throughput_demo``, generated (reused when present) by the first
+    two stages of ``python -m ranking.demo --out DIR --impressions N`` (simulate, then the
+    sample pipeline; the demo's later stages train and serve, which this benchmark does not
+    need)."""
+    if data:
+        return data
+    samples = os.path.join(DEFAULT_DEMO, "samples")
+    if not os.path.exists(os.path.join(samples, "schema.json")):
+        from ranking import demo
+
+        print(f"generating samples (ranking.demo stages 1-2, {impressions:,} impressions) "
+              f"-> {samples}", flush=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            simulation = demo.run_simulation(os.path.join(DEFAULT_DEMO, "sim"), impressions,
+                                             seed=7)
+            demo.run_pipeline(os.path.join(DEFAULT_DEMO, "sim"), samples,
+                              simulation["world"]["window_end_ts"],
+                              demo.DEFAULT_PIPELINE_CONFIG)
+    return samples
+
+
+class EpochTimer(tf.keras.callbacks.Callback):
+    """Wall and CPU (all threads of this process) seconds of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = (time.perf_counter(), time.process_time())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.wall.append(time.perf_counter() - self._start[0])
+        self.cpu.append(time.process_time() - self._start[1])
+
+
+def timed_fit(model, dataset, steps: int, windows: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each timed epoch (the first, warm-up, epoch is dropped)."""
+    timer = EpochTimer()
+    model.fit(dataset, epochs=1 + windows, steps_per_epoch=steps, callbacks=[timer],
+              verbose=0)
+    return timer.wall[1:], timer.cpu[1:]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=os.path.join(ROOT, "configs", "ple_esmm.yaml"))
+    p.add_argument("--data", help="sample directory (schema.json + samples/); default: "
+                                  "generate the demo's")
+    p.add_argument("--impressions", type=int, default=200_000)
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="training.mixed_precision: true (mixed_bfloat16)")
+    p.add_argument("--steps", type=int,
+                   help="steps per timed epoch (window); default: 65536 examples' worth, a "
+                        "multiple of steps_per_execution")
+    p.add_argument("--windows", type=int, default=3, help="timed epochs per fit")
+    p.add_argument("--rounds", type=int, default=3, help="fits per mode, modes alternating")
+    p.add_argument("--cached-batches", type=int, default=0,
+                   help="diagnostic third mode: the model fed this many distinct batches of the "
+                        "input, cached and repeated (compute on varied data, no input cost; "
+                        "e.g. the window's --steps); default 0: off")
+    p.add_argument("--batch-size", type=int, help="override training.batch_size")
+    p.add_argument("--steps-per-execution", type=int,
+                   help="override training.steps_per_execution")
+    args = p.parse_args(argv)
+
+    config = load_experiment(args.config)
+    training = dataclasses.replace(config.training, mixed_precision=args.mixed_precision)
+    if args.batch_size:
+        training = dataclasses.replace(training, batch_size=args.batch_size)
+    if args.steps_per_execution:
+        training = dataclasses.replace(training, steps_per_execution=args.steps_per_execution)
+    config = dataclasses.replace(config, training=training)
+    t = config.training
+    if args.steps is None:
+        spe = t.steps_per_execution
+        args.steps = max(spe, round(65536 / t.batch_size / spe) * spe)
+    if args.steps % t.steps_per_execution:
+        p.error(f"--steps must be a multiple of steps_per_execution ({t.steps_per_execution})")
+
+    data = ensure_data(args.data, args.impressions)
+    schema = load_schema(data)
+    files = sample_files(data)
+    splits = time_splits(schema, config)
+    train_rows = count_rows(files, splits.train)
+
+    model = build_model(config, schema)
+    # As ranking-train feeds it: shuffled files and records, the train split's time filter.
+    input_ds = make_dataset(files, schema, config, training=True,
+                            time_range=splits.train).repeat()
+    compute_ds = input_ds.take(1).cache().repeat()
+    cached = args.cached_batches
+    modes = [("input", input_ds), ("compute", compute_ds)]
+    if cached:
+        modes.append(("cached", input_ds.take(cached).cache().repeat()))
+
+    print(f"TensorFlow {tf.__version__}; {os.cpu_count()} cpus; config {config.name} "
+          f"(policy {tf.keras.mixed_precision.global_policy().name}, batch {t.batch_size}, "
+          f"steps_per_execution {t.steps_per_execution}, shuffle_buffer {t.shuffle_buffer}); "
+          f"data {data}: {len(files)} file(s), {train_rows:,} train rows "
+          f"({train_rows / t.batch_size:.0f} steps/epoch); timing {args.rounds} rounds x "
+          f"{args.windows} windows x {args.steps} steps per mode", flush=True)
+    load_before = os.getloadavg()
+    examples = args.steps * t.batch_size
+    wall = {mode: [] for mode, _ in modes}
+    cpu = {mode: [] for mode, _ in modes}
+    for r in range(args.rounds):
+        for mode, ds in modes:
+            w, c = timed_fit(model, ds, args.steps, args.windows)
+            wall[mode] += w
+            cpu[mode] += c
+            print(f"  round {r + 1} {mode:8s}: "
+                  + " ".join(f"{examples / x:8,.0f}" for x in w) + " examples/s; cpu "
+                  + " ".join(f"{1e6 * x / examples:6.1f}" for x in c) + " us/example",
+                  flush=True)
+    load_after = os.getloadavg()
+
+    rate = {m: examples / statistics.median(s) for m, s in wall.items()}
+    cpu_us = {m: 1e6 * statistics.median(s) / examples for m, s in cpu.items()}
+    busy = {m: statistics.median(c / w for c, w in zip(cpu[m], wall[m])) for m in wall}
+    labels = {"input": "input-fed   ", "compute": "compute-only",
+              "cached": f"cached x{cached:<4d}"}
+    for mode in wall:
+        print(f"{labels[mode]}: {rate[mode]:10,.0f} examples/s (median of {len(wall[mode])} "
+              f"windows); cpu {cpu_us[mode]:.1f} us/example, {busy[mode]:.2f} cores busy")
+    print(f"ratio input/compute: {rate['input'] / rate['compute']:.3f} (target >= 0.90); "
+          f"input pipeline cpu: {cpu_us['input'] - cpu_us['compute']:.1f} us/example")
+    if "cached" in rate:
+        print(f"diagnostic: ratio input/cached (same compute on {cached} distinct batches, no "
+              f"input cost): {rate['input'] / rate['cached']:.3f}; cached/compute-only (what "
+              f"varied data costs the step itself): {rate['cached'] / rate['compute']:.3f}")
+    print(f"load average (1/5/15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
+          f"after {', '.join(f'{x:.2f}' for x in load_after)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
