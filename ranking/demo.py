@@ -72,9 +72,9 @@ def run_training(samples_dir: str, run_dir: str, config) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)
     summary = train.train(config, samples_dir, run_dir)
     for task, result in summary["report"]["tasks"].items():
-        o = result["overall"]
-        print(f"{task:<6} test AUC {o['auc']:.4f} (oracle {o['oracle_auc'] or float('nan'):.4f})"
-              f"  PCOC {o['pcoc'] or float('nan'):.3f}")
+        o = {k: (v if v is not None else float("nan")) for k, v in result["overall"].items()}
+        print(f"{task:<6} test AUC {o['auc']:.4f} (oracle {o['oracle_auc']:.4f})"
+              f"  PCOC {o['pcoc']:.3f}")
     print(f"exported: {summary['export']}")
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     return summary
