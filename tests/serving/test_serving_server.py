@@ -338,7 +338,8 @@ def test_cli_serves_and_shuts_down_cleanly_on_sigterm(served, trained):
     _, _, base = served
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.server", "--model-base-path", base, "--model-name",
-         MODEL, "--port", "0", "--poll-seconds", "0.5"],
+         MODEL, "--port", "0", "--poll-seconds", "0.5", "--tensorflow_intra_op_parallelism",
+         "1"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     lines = []
     try:
@@ -367,3 +368,11 @@ def test_cli_serves_and_shuts_down_cleanly_on_sigterm(served, trained):
     assert "Received SIGTERM, shutting down" in log
     assert f"Done unloading servable version {{name: {MODEL} version: 1}}" in log
     assert "Successfully loaded servable version" in log
+    assert "TensorFlow threads: intra-op 1, inter-op auto" in log
+
+
+def test_cli_rejects_negative_thread_counts(tmp_path):
+    from serving import server
+
+    assert server.main(["--model-base-path", str(tmp_path), "--model-name", MODEL,
+                        "--tensorflow_inter_op_parallelism", "-2"]) == 2
