@@ -472,8 +472,11 @@ def main(argv=None) -> int:
     for mine in ("ours", "ours-fp32"):
         for other in ("deepctr", "deepctr-hashed"):
             if mine in summary and other in summary:
+                paired = [a["median_rate"] / b["median_rate"]
+                          for a, b in zip(results[mine], results[other])]
                 print(f"speed-up {mine} / {other}: {summary[mine] / summary[other]:.2f}x "
-                      f"(target >= 1.5x)")
+                      f"(ratio of the medians; per round " + ", ".join(f"{x:.2f}" for x in paired)
+                      + f", median {statistics.median(paired):.2f}x; target >= 1.5x)")
     print(f"network connection attempts: {len(guard.attempts)} {guard.attempts or ''}")
     print(f"load average (1/5/15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
           f"after {', '.join(f'{x:.2f}' for x in load_after)}")

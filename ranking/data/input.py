@@ -200,7 +200,10 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
         labels = {n: tf.cast(parsed[n], tf.float32) for n in label_names}
         return features, labels
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    # Always in order: an unordered parallel parse can emit the last, partial batch before a
+    # full one (batches are full except the last). Training order is random anyway; the
+    # unordered stages are the reads and the time filter, before the shuffle.
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = deterministic
     options.experimental_optimization.map_parallelization = True
