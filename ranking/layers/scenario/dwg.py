@@ -20,6 +20,15 @@ DWG_MODES = ("full", "residual", "low_rank")
 
 # ----------------------------------------------------------------------------------------------
 # Helpers shared by the scenario layers.
+def run_domain_stack(x, idx, dense_layers, dropout_layer, training):
+    """``x`` through domain-aware dense layers (``layer([x, idx])``), dropout after each."""
+    for dense in dense_layers:
+        x = dense([x, idx], training=training)
+        if dropout_layer is not None:
+            x = dropout_layer(x, training=training)
+    return x
+
+
 def domain_index_tensor(domain_index, num_domains: int) -> tf.Tensor:
     """The domain input as ``int32 [batch]``: ``[batch, 1]`` is squeezed, other integer or float
     dtypes are cast, and indices outside ``[0, num_domains]`` become 0 (unknown domain) -- as
@@ -384,10 +393,7 @@ class DWGTower(tf.keras.layers.Layer):
     def call(self, inputs, training=None):
         x, idx = split_domain_inputs("DWGTower", inputs)
         idx = domain_index_tensor(idx, self.num_domains)
-        for dense in self.dense_layers:
-            x = dense([x, idx], training=training)
-            if self.dropout_layer is not None:
-                x = self.dropout_layer(x, training=training)
+        x = run_domain_stack(x, idx, self.dense_layers, self.dropout_layer, training)
         return [x] * self.num_tasks
 
     def compute_output_shape(self, input_shape):

@@ -6,7 +6,8 @@ import tensorflow as tf
 from ranking.layers.mlp import (MLP, _check_int, _check_rate, _check_units, _clone_initializer,
                                 _get_activation, _get_initializer, _get_regularizer, _PACKAGE,
                                 _serialize_activation)
-from ranking.layers.scenario.dwg import (_serialize, domain_index_tensor, split_domain_inputs,
+from ranking.layers.scenario.dwg import (_serialize, domain_index_tensor, run_domain_stack,
+                                        split_domain_inputs,
                                         split_domain_shapes)
 from ranking.layers.scenario.partitioned_norm import (PartitionedNormalization,
                                                       _check_epsilon, _check_fraction)
@@ -168,10 +169,7 @@ class StarTower(tf.keras.layers.Layer):
         idx = domain_index_tensor(idx, self.num_domains)
         if self.norm is not None:
             x = self.norm([x, idx], training=training)
-        for dense in self.dense_layers:
-            x = dense([x, idx], training=training)
-            if self.dropout_layer is not None:
-                x = self.dropout_layer(x, training=training)
+        x = run_domain_stack(x, idx, self.dense_layers, self.dropout_layer, training)
         return [x] * self.num_tasks
 
     def compute_output_shape(self, input_shape):
