@@ -280,7 +280,8 @@ def our_config(args, mixed_precision: bool):
     return experiment_from_mapping({
         "name": "ple_vs_deepctr",
         "features": {
-            "ids": [{"name": n, "buckets": v, "dim": EMB_DIM} for n, v in zip(ID_NAMES, VOCABS)],
+            "ids": [{"name": n, "buckets": v, "dim": EMB_DIM, "encoding": args.id_encoding}
+                    for n, v in zip(ID_NAMES, VOCABS)],
             "sequences": [{"name": SEQ, "share_embedding_with": ID_NAMES[0], "pooling": "mean"}],
             "crosses": [],
             "numerics": [{"name": n} for n in DENSE_NAMES],
@@ -411,6 +412,9 @@ def main(argv=None) -> int:
                    help="DeepCTR's compile(steps_per_execution=...) (Keras default 1)")
     p.add_argument("--deepctr-l2-embedding", type=float, default=1e-5,
                    help="DeepCTR's l2_reg_embedding (its default 1e-5)")
+    p.add_argument("--id-encoding", choices=["integer", "hash"], default="integer",
+                   help="our ids: integer (the id is the row, as DeepCTR's label-encoded ids) "
+                        "or hash (to_hash_bucket_fast into buckets = vocabulary size)")
     p.add_argument("--models", nargs="+", default=["deepctr", "deepctr-hashed", "ours"],
                    choices=["deepctr", "deepctr-hashed", "ours", "ours-fp32"],
                    help="deepctr: raw integer ids; deepctr-hashed: the rows our hashing gives "

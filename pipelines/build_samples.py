@@ -4,11 +4,13 @@ Stages (each a transform below):
   1. per input file, read and validate each row (bad rows -> dead letter with the reason),
      drop impressions not yet observable (``ts >= observe_at``) and key each impression and
      each click by ``(user, time bucket)``: one fused step;
-  2. per user-bucket, the last L clicks (a lifted combine), then per user the carry-in of
-     each bucket (last L clicks of earlier buckets): small data;
+  2. per user-bucket, a history summary (counts, last K impressions, last L clicks),
+     pre-combined per bundle and then across bundles; per user, the carry-in of each bucket
+     (the summary of all earlier buckets): small data;
   3. one shuffle by user-bucket of impressions, clicks, carry-ins and (simulated data) truth
-     rows; per group: sort, merge, point-in-time sequences; hashed crosses computed in
-     batches with the model's own TensorFlow op; labels as observed at ``observe_at``;
+     rows; per group: sort, merge, point-in-time sequences and counts; hashed crosses
+     computed in batches with the model's own TensorFlow op; labels as observed at
+     ``observe_at``;
   4. write sharded TFRecords of ``tf.train.Example``, the dead letter, ``schema.json``;
      the CLI adds ``summary.json`` with the counters.
 """
@@ -25,13 +27,18 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines.config import SampleConfig
 from pipelines.io.readers import RawRecord, read_records
 from pipelines.samples import example as example_lib
+from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats, day_of
 from pipelines.samples.labels import LABELS, observed_labels
-from pipelines.samples.sequences import (LastClicksFn, bucket_of, carry_ins,
-                                         point_in_time_sequences)
+from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryLengths,
+                                         MergeHistoriesFn, bucket_of, carry_ins,
+                                         point_in_time)
 from pipelines.schema.raw_log import Impression, InvalidRow, parse_row
 
 NAMESPACE = "samples"
-DEAD_LETTER, CLICKS, BUCKETS = "dead_letter", "clicks", "buckets"
+DEAD_LETTER, HISTORIES, ITEM_DAYS = "dead_letter", "histories", "item_days"
+# A bundle's history summaries are emitted when this many user-buckets are open (bounds the
+# memory of a bundle of many files).
+MAX_OPEN_HISTORIES = 50_000
 SAMPLES_DIR, DEAD_LETTER_DIR = "samples", "dead_letter"
 
 
@@ -72,14 +79,17 @@ class ReadValidateKey(beam.DoFn):
     the work itself. Outputs, all keyed by ``(user_id, time bucket)``:
       main: ``("i", impression payload)`` per observable impression (``ts < observe_at``)
         and ``("c", click)`` per click known at ``observe_at``, bucketed by ``click_ts``;
-      CLICKS: the same clicks, for the per-bucket tails;
-      BUCKETS: the distinct user-buckets holding impressions, deduplicated per bundle.
+      HISTORIES: per user-bucket, the :class:`History` summary of this bundle's impressions
+        and clicks in it (pre-combined here: one element per user-bucket, not per event);
+      ITEM_DAYS: per (item, day), this bundle's impressions and clicks of the item that day.
     The impression payload is a plain tuple (Beam's fast coder), the Impression minus
     ``user_id`` (in the key) with the extra columns' values only.
     """
 
-    def __init__(self, input_format: str, extra_pairs, observe_at: int, bucket_seconds: int):
+    def __init__(self, input_format: str, extra_pairs, observe_at: int, bucket_seconds: int,
+                 lengths: HistoryLengths):
         self._read = ReadRecords(input_format)
+        self._lengths = lengths
         self._extras = extra_pairs
         self._observe_at = observe_at
         self._bucket_seconds = bucket_seconds
@@ -88,7 +98,8 @@ class ReadValidateKey(beam.DoFn):
         self._future = _counter("not_yet_observable")
 
     def start_bundle(self):
-        self._buckets: set = set()
+        self._histories = HistoryBuilder(self._lengths)
+        self._item_days = ItemDayCounter()
 
     def process(self, path: str):
         for record in self._read.process(path):
@@ -104,21 +115,29 @@ class ReadValidateKey(beam.DoFn):
                 self._future.inc()
                 continue
             yield from self._events(imp)
+            if len(self._histories) + len(self._item_days) >= MAX_OPEN_HISTORIES:
+                yield from self._drain(lambda keyed: keyed)
 
     def _events(self, imp: Impression):
         key = (imp.user_id, bucket_of(imp.ts, self._bucket_seconds))
-        self._buckets.add(key)
+        self._histories.add_impression(key, (imp.ts, imp.item_id, imp.category_id))
+        self._item_days.add(imp.item_id, imp.ts, 0)
         yield key, ("i", impression_payload(imp))
         if imp.click_ts is not None and imp.click_ts < self._observe_at:
             click_key = (imp.user_id, bucket_of(imp.click_ts, self._bucket_seconds))
             click = (imp.click_ts, imp.item_id, imp.category_id)
+            self._histories.add_click(click_key, click)
+            self._item_days.add(imp.item_id, imp.click_ts, 1)
             yield click_key, ("c", click)
-            yield beam.pvalue.TaggedOutput(CLICKS, (click_key, click))
 
     def finish_bundle(self):
-        for key in self._buckets:
-            yield beam.pvalue.TaggedOutput(BUCKETS, GlobalWindows.windowed_value(key))
-        self._buckets = set()
+        yield from self._drain(GlobalWindows.windowed_value)
+
+    def _drain(self, wrap):
+        for keyed in self._histories.drain():
+            yield beam.pvalue.TaggedOutput(HISTORIES, wrap(keyed))
+        for keyed in self._item_days.drain():
+            yield beam.pvalue.TaggedOutput(ITEM_DAYS, wrap(keyed))
 
 
 def impression_payload(imp: Impression) -> tuple:
@@ -163,9 +182,9 @@ class BuildSamples(beam.DoFn):
     def start_bundle(self):
         self._buffer: list[tuple[dict, _EncodedSequence]] = []
 
-    def process(self, keyed_events):
+    def process(self, keyed_events, item_stats):
         (user_id, _), events = keyed_events
-        impressions, clicks, carry, truth = [], [], [], {}
+        impressions, clicks, carry, truth = [], [], EMPTY_HISTORY, {}
         for tag, value in events:
             if tag == "i":
                 impressions.append(value)
@@ -177,15 +196,24 @@ class BuildSamples(beam.DoFn):
                 carry = value
         if not impressions:  # truth rows of impressions at or after observe_at
             return
-        sequences = point_in_time_sequences(
-            [imp[5] for imp in impressions], clicks, carry, self._config.sequence.length)
+        # Payload positions: 1 item_id, 2 category_id, 5 ts (see impression_payload).
+        imp_ts = [imp[5] for imp in impressions]
+        sequences, click_counts = point_in_time(
+            imp_ts, clicks, carry.click_tail, carry.clicks, self._config.sequence.length)
+        exposures, imp_counts = point_in_time(
+            imp_ts, [(imp[5], imp[1], imp[2]) for imp in impressions], carry.impression_tail,
+            carry.impressions, self._config.sequence.impression_length)
         encoded: dict[int, _EncodedSequence] = {}  # by id(): equal sequences share a list
         names = self._extra_names
-        for payload, sequence in zip(impressions, sequences):
+        for i, (payload, sequence) in enumerate(zip(impressions, sequences)):
             imp = impression_from_payload(user_id, payload, names)
             seq = encoded.get(id(sequence)) or encoded.setdefault(
                 id(sequence), self._encode_seq(sequence))
-            self._buffer.append((self._sample(imp, truth.get(imp.impression_id)), seq))
+            sample = self._sample(imp, truth.get(imp.impression_id))
+            sample["item_imp_count"], sample["item_click_count"] = item_stats.get(
+                (imp.item_id, day_of(imp.ts)), (0, 0))
+            sample.update(self._history_features(exposures[i], imp_counts[i], click_counts[i]))
+            self._buffer.append((sample, seq))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
 
@@ -206,6 +234,11 @@ class BuildSamples(beam.DoFn):
         return _EncodedSequence(features["seq_item_ids"], features["seq_category_ids"],
                                 self._encode_sequence(features))
 
+    def _history_features(self, exposures, impressions_before: int, clicks_before: int) -> dict:
+        pad = self._config.sequence.impression_length - len(exposures)
+        return {"seq_imp_category_ids": [e[2] for e in exposures] + [example_lib.PAD_STRING] * pad,
+                "imp_count": impressions_before, "click_count": clicks_before}
+
     def _sample(self, imp: Impression, truth: Optional[tuple]) -> dict:
         sample = {
             "impression_id": imp.impression_id, "user_id": imp.user_id,
@@ -225,10 +258,14 @@ class BuildSamples(beam.DoFn):
         if not batch:
             return
         crosses = self._config.crosses
-        for field, target, seq_field, buckets in (
-                ("cross_seq_item_x_item", "item_id", 0, crosses.item_buckets),
-                ("cross_seq_category_x_category", "category_id", 1, crosses.category_buckets)):
-            ids = self._cross(np.array([seq[seq_field] for _, seq in batch], dtype=object),
+        for field, target, sequence_of, buckets in (
+                ("cross_seq_item_x_item", "item_id", lambda s, seq: seq.item_ids,
+                 crosses.item_buckets),
+                ("cross_seq_category_x_category", "category_id",
+                 lambda s, seq: seq.category_ids, crosses.category_buckets),
+                ("cross_imp_category_x_category", "category_id",
+                 lambda s, seq: s["seq_imp_category_ids"], crosses.category_buckets)):
+            ids = self._cross(np.array([sequence_of(s, seq) for s, seq in batch], dtype=object),
                               np.array([s[target] for s, _ in batch], dtype=object), buckets)
             for (sample, _), row in zip(batch, ids.tolist()):
                 sample[field] = row
@@ -297,31 +334,38 @@ class BuildSampleSet(beam.PTransform):
         bucket_seconds = cfg.sequence.bucket_seconds
         read = (paths | "ShuffleFiles" >> beam.Reshuffle()
                 | "ReadValidateKey" >> beam.ParDo(ReadValidateKey(
-                    cfg.input_format, cfg.extra_pairs, self._observe_at, bucket_seconds))
-                .with_outputs(DEAD_LETTER, CLICKS, BUCKETS, main="events"))
-        parts = [read.events, self._carry_ins(read[CLICKS], read[BUCKETS])]
+                    cfg.input_format, cfg.extra_pairs, self._observe_at, bucket_seconds,
+                    history_lengths(cfg)))
+                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, main="events"))
+        item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
+        parts = [read.events, self._carry_ins(read[HISTORIES])]
         if self._truth_paths:
             parts.append(paths.pipeline | "TruthFiles" >> beam.Create(self._truth_paths)
                          | "ReadTruth" >> beam.ParDo(KeyTruth(bucket_seconds)))
         samples = (parts | "AllEvents" >> beam.Flatten()
                    | "GroupUserBucket" >> beam.GroupByKey()
-                   | "BuildSamples" >> beam.ParDo(BuildSamples(
-                       cfg, self._observe_at, with_truth=bool(self._truth_paths))))
+                   | "BuildSamples" >> beam.ParDo(
+                       BuildSamples(cfg, self._observe_at, with_truth=bool(self._truth_paths)),
+                       item_stats=beam.pvalue.AsDict(item_stats)))
         return {"samples": samples, "dead_letter": read[DEAD_LETTER]}
 
-    def _carry_ins(self, clicks, buckets):
-        """Per user-bucket with impressions: ``("carry", last L clicks of earlier buckets)``."""
-        L = self._config.sequence.length
-        tails = (clicks | "BucketTails" >> beam.CombinePerKey(LastClicksFn(L))
-                 | "TailByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
-        return ({"tails": tails, "buckets": buckets} | "GroupUser" >> beam.CoGroupByKey()
-                | "CarryIns" >> beam.FlatMap(_carry_ins_of_user, L))
+    def _carry_ins(self, histories):
+        """Per user-bucket with impressions: ``("carry", History of all earlier buckets)``."""
+        lengths = history_lengths(self._config)
+        return (histories | "MergeHistories" >> beam.CombinePerKey(MergeHistoriesFn(lengths))
+                | "HistoryByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+                | "GroupUser" >> beam.GroupByKey()
+                | "CarryIns" >> beam.FlatMap(_carry_ins_of_user, lengths))
 
 
-def _carry_ins_of_user(kv, length: int):
-    user, groups = kv
-    for bucket, carry in carry_ins(groups["tails"], groups["buckets"], length):
-        if carry:
+def history_lengths(config: SampleConfig) -> HistoryLengths:
+    return HistoryLengths(config.sequence.impression_length, config.sequence.length)
+
+
+def _carry_ins_of_user(kv, lengths: HistoryLengths):
+    user, histories = kv
+    for bucket, carry in carry_ins(histories, lengths):
+        if carry.impressions or carry.clicks:
             yield (user, bucket), ("carry", carry)
 
 

@@ -17,24 +17,44 @@ class ExtraColumn:
 
 @dataclasses.dataclass(frozen=True)
 class SequenceConfig:
-    """Point-in-time click sequences.
+    """Point-in-time user history: click and exposure sequences.
 
     Attributes:
       length: how many most recent clicks each sample keeps (L).
+      impression_length: how many most recent impressions (their categories) each sample
+        keeps (K): the exposure sequence.
       bucket_seconds: the user's history is processed in time buckets of this size, so no
         worker ever holds more than one user-bucket of events; smaller buckets bound memory
         more tightly for very active users at the cost of more, smaller groups.
     """
 
     length: int = 20
+    impression_length: int = 20
     bucket_seconds: int = 86400
 
     def __post_init__(self):
-        if self.length < 1:
-            raise ConfigError(f"sequence.length must be >= 1, got {self.length!r}")
+        for name in ("length", "impression_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sequence.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.bucket_seconds < 1:
             raise ConfigError(
                 f"sequence.bucket_seconds must be >= 1, got {self.bucket_seconds!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemStatsConfig:
+    """Point-in-time item statistics (:mod:`pipelines.samples.item_stats`).
+
+    Attributes:
+      window_days: the item's impressions and clicks are counted over this many whole UTC
+        days before the impression's day.
+    """
+
+    window_days: int = 7
+
+    def __post_init__(self):
+        if self.window_days < 1:
+            raise ConfigError(f"item_stats.window_days must be >= 1, got {self.window_days!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +76,7 @@ class SampleConfig:
 
     sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
     crosses: CrossConfig = dataclasses.field(default_factory=CrossConfig)
+    item_stats: ItemStatsConfig = dataclasses.field(default_factory=ItemStatsConfig)
     extra_columns: list[ExtraColumn] = dataclasses.field(default_factory=list)
     input_format: typing.Literal["auto", "csv", "jsonl", "parquet"] = "auto"
     num_shards: int = 0  # 0: let the runner choose

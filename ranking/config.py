@@ -36,7 +36,8 @@ __all__ = [
     "FEATURE_GROUPS", "ESMM_CTR_TASK", "ESMM_CVR_TASK", "ESMM_CTCVR_TASK",
 ]
 
-FEATURE_GROUPS = ("ids", "sequences", "crosses", "numerics")
+FEATURE_GROUPS = ("ids", "sequences", "crosses", "numerics", "matches")
+_SAMPLE_FEATURE_GROUPS = FEATURE_GROUPS[:4]  # groups whose entries are sample features
 # ESMM: the head computes ctr, cvr and ctcvr = ctr * cvr; tasks with these names are trained
 # on the matching output (``cvr`` only makes sense with ``mask_label: click``).
 ESMM_CTR_TASK = "ctr"
@@ -70,11 +71,21 @@ def _nonempty_name(path: str, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class IdFeature:
-    """A scalar string feature hashed in-graph (``to_hash_bucket_fast(value, buckets)``)."""
+    """A scalar string id feature and its embedding table of ``buckets`` rows.
+
+    ``encoding`` says how a value becomes a row:
+
+    * ``hash`` (default): ``to_hash_bucket_fast(value, buckets)``, in-graph; any string works,
+      distinct values may share a row (choose ``buckets`` several times the cardinality);
+    * ``integer``: the value is already a row number, the decimal string of an integer in
+      ``[0, buckets)`` (an index from an upstream vocabulary job): no collisions; ``""`` and
+      out-of-range numbers embed to zeros, a non-numeric string fails the step with the value.
+    """
 
     name: str
     buckets: int
     dim: int = 16
+    encoding: typing.Literal["hash", "integer"] = "hash"
 
     def __post_init__(self):
         _nonempty_name("features.ids[]", self.name)
@@ -125,6 +136,29 @@ class NumericFeature:
 
 
 @dataclasses.dataclass(frozen=True)
+class MatchFeature:
+    """How many entries of a string sequence equal the target: a numeric input computed in the
+    graph (e.g. how many of the user's recent impressions were of the candidate's category).
+
+    A count of equal entries is a dot product an MLP would otherwise have to learn from the
+    pooled embeddings of the sequence and the target. ``""`` entries never match. Named
+    ``match_<sequence>_<target>``; ``transform`` as for numerics (``log1p`` by default).
+    """
+
+    sequence: str
+    target: str
+    transform: typing.Literal["none", "log1p"] = "log1p"
+
+    @property
+    def name(self) -> str:
+        return f"match_{self.sequence}_{self.target}"
+
+    def __post_init__(self):
+        _nonempty_name("features.matches[].sequence", self.sequence)
+        _nonempty_name("features.matches[].target", self.target)
+
+
+@dataclasses.dataclass(frozen=True)
 class FeaturesConfig:
     """The model's input features by group; an empty group is left out of the model."""
 
@@ -132,9 +166,10 @@ class FeaturesConfig:
     sequences: list[SequenceFeature] = dataclasses.field(default_factory=list)
     crosses: list[CrossFeature] = dataclasses.field(default_factory=list)
     numerics: list[NumericFeature] = dataclasses.field(default_factory=list)
+    matches: list[MatchFeature] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
-        _unique("features", self.input_names)
+        _unique("features", [f.name for g in FEATURE_GROUPS for f in getattr(self, g)])
         ids = [f.name for f in self.ids]
         for i, s in enumerate(self.sequences):
             if s.share_embedding_with not in ids:
@@ -143,12 +178,16 @@ class FeaturesConfig:
                     f"(sequence {s.name!r}) is not an ids entry; ids are {ids}")
         if not self.input_names:
             raise ConfigError("features: no feature in any group (ids, sequences, crosses, "
-                              "numerics)")
+                              "numerics, matches)")
 
     @property
     def input_names(self) -> list[str]:
-        """Names of the sample features the layer reads, in group order."""
-        return [f.name for g in FEATURE_GROUPS for f in getattr(self, g)]
+        """Names of the sample features the layer reads, in group order (a match's sequence
+        and target last, unless already read)."""
+        names = [f.name for g in _SAMPLE_FEATURE_GROUPS for f in getattr(self, g)]
+        for m in self.matches:
+            names += [n for n in (m.sequence, m.target) if n not in names]
+        return names
 
     def id_feature(self, name: str) -> IdFeature:
         for f in self.ids:

@@ -1,8 +1,9 @@
 """Score N candidate items for one user's context, from code, over gRPC.
 
 The request goes to the exported ``raw_features`` signature: the caller sends what a serving
-system knows at request time (the user's recent clicks, most recent first, country, scene,
-device, and each candidate's id, category, price) and the model computes every derived
+system knows at request time (the user's recent clicks and impressed categories, most recent
+first, impression and click counts, country, scene, device, and each candidate's id,
+category, price and recent impression and click counts) and the model computes every derived
 feature, the sequence x target hashed crosses included, in its own graph. So no caller ever
 re-implements the hashing, and scores equal those of the pipeline's samples (parity test).
 
@@ -42,6 +43,9 @@ class UserContext:
     country: str = ""
     scene: str = ""
     device: str = ""
+    impressed_categories: Sequence[str] = ()  # categories of recent impressions, most recent first
+    impression_count: int = 0                 # the user's impressions so far
+    click_count: int = 0                      # the user's clicks so far
 
     def __post_init__(self):
         if len(self.clicked_items) != len(self.clicked_categories):
@@ -55,6 +59,8 @@ class Candidate:
     item_id: str
     category_id: str
     price: float = math.nan
+    impression_count: int = 0  # the item's impressions over the pipeline's item-stats window
+    click_count: int = 0       # the item's clicks over that window
 
 
 class CandidateScorer:
@@ -96,9 +102,14 @@ class CandidateScorer:
             "item_id": [c.item_id for c in candidates],
             "category_id": [c.category_id for c in candidates],
             "price": [c.price for c in candidates],
+            "imp_count": [context.impression_count] * n,
+            "click_count": [context.click_count] * n,
+            "item_imp_count": [c.impression_count for c in candidates],
+            "item_click_count": [c.click_count for c in candidates],
         }
         sequences = {"seq_item_ids": context.clicked_items,
-                     "seq_category_ids": context.clicked_categories}
+                     "seq_category_ids": context.clicked_categories,
+                     "seq_imp_category_ids": context.impressed_categories}
         arrays = {}
         for name, (dtype, length) in self.signature_inputs().items():
             if name in sequences:

@@ -2,8 +2,9 @@
 
 The schema file (``schema.json`` beside the TFRecords) lists every feature with its name,
 dtype, shape, role and, for hashed crosses, the bucket count, so that training reads the
-samples without guessing. Sequences have a fixed length L, most recent click first, padded
-with ``""`` (strings) and ``-1`` (ints); ``seq_length`` says how many entries are real.
+samples without guessing. Sequences have a fixed length (L clicks, K impressions), most
+recent first, padded with ``""`` (strings) and ``-1`` (ints); ``seq_length`` says how many
+click entries are real.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class FeatureSpec:
 
 def sample_schema(config: SampleConfig, with_truth: bool = False) -> list[FeatureSpec]:
     """Every feature of a sample, in a fixed order."""
-    L = config.sequence.length
+    L, K = config.sequence.length, config.sequence.impression_length
     s = FeatureSpec
     specs = [
         s("impression_id", "string", role="id"),
@@ -67,6 +68,22 @@ def sample_schema(config: SampleConfig, with_truth: bool = False) -> list[Featur
         s("cross_seq_category_x_category", "int64", (L,), "cross",
           config.crosses.category_buckets,
           "to_hash_bucket_fast(seq_category + '\\x1f' + category_id), -1 padded"),
+        s("seq_imp_category_ids", "string", (K,), "sequence",
+          description="categories of the last impressions with an earlier ts, most recent "
+                      "first, '' padded"),
+        s("cross_imp_category_x_category", "int64", (K,), "cross",
+          config.crosses.category_buckets,
+          "to_hash_bucket_fast(seq_imp_category + '\\x1f' + category_id), -1 padded"),
+        s("imp_count", "int64", role="history",
+          description="the user's impressions with ts < this ts"),
+        s("click_count", "int64", role="history",
+          description="the user's clicks with click_ts < ts"),
+        s("item_imp_count", "int64", role="history",
+          description=f"the item's impressions over the {config.item_stats.window_days} "
+                      "whole UTC days before the impression's day"),
+        s("item_click_count", "int64", role="history",
+          description=f"the item's clicks over the {config.item_stats.window_days} "
+                      "whole UTC days before the impression's day"),
     ]
     specs += [s(name, "int64", role="label", description="as observed at observe_at")
               for name in LABELS]

@@ -1,102 +1,176 @@
-"""Point-in-time click sequences, built per user-time-bucket in O(n log n).
+"""Point-in-time user history, built per user-time-bucket in O(n log n).
 
-A sample's sequence holds the user's last ``L`` clicks whose ``click_ts`` is strictly before
-the impression's ``ts``, most recent first. A user's history is cut into time buckets
-(``bucket_seconds``); each bucket is processed alone, seeded with the *carry-in*: the last
-``L`` clicks of all earlier buckets. So a worker holds one user-bucket of events plus ``L``
-clicks, never a user's whole history, and the work is a sort plus a linear merge.
+A sample's history is what the user did strictly before the impression's ``ts``:
 
-A click is ``(click_ts, item_id, category_id)``; ties on ``click_ts`` break by item and
-category so results do not depend on input order.
+* the click sequence: the last ``L`` clicks with ``click_ts < ts``, most recent first;
+* the exposure sequence: the last ``K`` impressions with an earlier ``ts``, most recent first
+  (what the user was shown reveals their tastes long before they click: clicks are rare);
+* counts: all impressions and all clicks before ``ts``.
+
+A user's history is cut into time buckets (``bucket_seconds``); each bucket is processed
+alone, seeded with the *carry-in*: a :class:`History` summary of all earlier buckets (their
+counts and their last ``K`` impressions and ``L`` clicks). So a worker holds one user-bucket
+of events plus a bounded summary, never a user's whole history, and the work is a sort plus
+a linear merge.
+
+An event is ``(ts, item_id, category_id)`` (a click's ts is its ``click_ts``); ties on ``ts``
+break by item and category so results do not depend on input order.
 """
 from __future__ import annotations
 
 import bisect
 import collections
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import apache_beam as beam
 
-Click = tuple  # (click_ts, item_id, category_id)
+Event = tuple  # (ts, item_id, category_id)
 
 
 def bucket_of(ts: int, bucket_seconds: int) -> int:
     return ts // bucket_seconds
 
 
-def last_clicks(clicks: Iterable[Click], length: int) -> list[Click]:
-    """The ``length`` most recent clicks, oldest first."""
-    return sorted(clicks)[-length:]
+def last_events(events: Iterable[Event], length: int) -> list[Event]:
+    """The ``length`` most recent events, oldest first."""
+    return sorted(events)[-length:] if length else []
 
 
-class LastClicksFn(beam.CombineFn):
-    """Combines clicks into the last ``length`` of them (a bucket's tail), oldest first."""
+class History(NamedTuple):
+    """What a span of a user's time (a bucket, or all buckets before one) leaves behind."""
 
-    def __init__(self, length: int):
-        self._length = length
+    impressions: int = 0
+    impression_tail: tuple = ()  # the last K impressions, oldest first
+    clicks: int = 0
+    click_tail: tuple = ()       # the last L clicks, oldest first
+
+
+EMPTY_HISTORY = History()
+
+
+class HistoryLengths(NamedTuple):
+    impressions: int  # K
+    clicks: int       # L
+
+
+def merge_histories(histories: Iterable[History], lengths: HistoryLengths) -> History:
+    """The summary of the union of disjoint spans."""
+    histories = list(histories)
+    return History(
+        sum(h.impressions for h in histories),
+        tuple(last_events((e for h in histories for e in h.impression_tail),
+                          lengths.impressions)),
+        sum(h.clicks for h in histories),
+        tuple(last_events((e for h in histories for e in h.click_tail), lengths.clicks)))
+
+
+class HistoryBuilder:
+    """Accumulates impressions and clicks per key into :class:`History` summaries.
+
+    Tails are trimmed lazily (at 4x their length), so adding an event is amortized
+    O(log length).
+    """
+
+    def __init__(self, lengths: HistoryLengths):
+        self._lengths = lengths
+        self._open: dict = {}  # key -> [impressions, impression events, clicks, click events]
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def _entry(self, key) -> list:
+        entry = self._open.get(key)
+        if entry is None:
+            entry = self._open[key] = [0, [], 0, []]
+        return entry
+
+    def add_impression(self, key, event: Event) -> None:
+        self._add(self._entry(key), 0, event, self._lengths.impressions)
+
+    def add_click(self, key, event: Event) -> None:
+        self._add(self._entry(key), 2, event, self._lengths.clicks)
+
+    @staticmethod
+    def _add(entry: list, slot: int, event: Event, length: int) -> None:
+        entry[slot] += 1
+        tail = entry[slot + 1]
+        tail.append(event)
+        if len(tail) > 4 * length:
+            tail[:] = last_events(tail, length)
+
+    def drain(self) -> Iterable[tuple]:
+        """``(key, History)`` per key seen since the last drain."""
+        opened, self._open = self._open, {}
+        lengths = self._lengths
+        for key, (n_imp, imps, n_click, clicks) in opened.items():
+            yield key, History(n_imp, tuple(last_events(imps, lengths.impressions)),
+                               n_click, tuple(last_events(clicks, lengths.clicks)))
+
+
+class MergeHistoriesFn(beam.CombineFn):
+    """Combines partial :class:`History` summaries of one user-bucket into one."""
+
+    def __init__(self, lengths: HistoryLengths):
+        self._lengths = lengths
 
     def create_accumulator(self):
-        return []
+        return EMPTY_HISTORY
 
-    def add_input(self, acc, click):
-        acc.append(click)
-        if len(acc) > 4 * self._length:  # trim lazily: amortized O(log L) per click
-            acc[:] = last_clicks(acc, self._length)
-        return acc
+    def add_input(self, acc, history):
+        return merge_histories((acc, history), self._lengths)
 
     def merge_accumulators(self, accs):
-        return last_clicks((c for acc in accs for c in acc), self._length)
+        return merge_histories(accs, self._lengths)
 
     def extract_output(self, acc):
-        return last_clicks(acc, self._length)
+        return acc
 
 
-def carry_ins(tails: Iterable[tuple[int, Sequence[Click]]], impression_buckets: Iterable[int],
-              length: int) -> Iterable[tuple[int, list[Click]]]:
-    """For each impression bucket, the last ``length`` clicks of all strictly earlier buckets.
+def carry_ins(histories: Iterable[tuple[int, History]],
+              lengths: HistoryLengths) -> Iterable[tuple[int, History]]:
+    """For each bucket holding impressions, the summary of all strictly earlier buckets.
 
     Args:
-      tails: ``(bucket, last clicks of that bucket)`` for every bucket with clicks.
-      impression_buckets: the buckets holding impressions of the same user.
+      histories: ``(bucket, History of that bucket)`` for every bucket of one user.
     """
-    tails = sorted((b, list(t)) for b, t in tails)
-    tail_buckets = [b for b, _ in tails]
-    running: list[list[Click]] = []  # running[i]: last clicks of tails[0..i]
-    for _, tail in tails:
-        running.append(last_clicks((running[-1] if running else []) + tail, length))
-    for bucket in sorted(set(impression_buckets)):
-        i = bisect.bisect_left(tail_buckets, bucket)  # tails strictly before `bucket`
-        yield bucket, (running[i - 1] if i else [])
+    running = EMPTY_HISTORY
+    for bucket, history in sorted(histories):
+        if history.impressions:
+            yield bucket, running
+        running = merge_histories((running, history), lengths)
 
 
-def point_in_time_sequences(impression_ts: Sequence[int], clicks: Iterable[Click],
-                            carry_in: Sequence[Click], length: int) -> list[list[Click]]:
-    """Sequences for impressions of one user-bucket.
+def point_in_time(query_ts: Sequence[int], events: Iterable[Event], carry_tail: Sequence[Event],
+                  carry_count: int, length: int) -> tuple[list[list[Event]], list[int]]:
+    """Sequences and counts of earlier events for the queries of one user-bucket.
 
     Args:
-      impression_ts: the impressions' ``ts`` (any order).
-      clicks: the clicks of this bucket (any order).
-      carry_in: the last clicks of earlier buckets, oldest first (all earlier than ``clicks``).
-      length: L.
+      query_ts: the impressions' ``ts`` (any order).
+      events: this bucket's events (any order).
+      carry_tail: the last events of earlier buckets, oldest first (all earlier than ``events``).
+      carry_count: how many events the earlier buckets hold.
+      length: the sequence length.
 
     Returns:
-      For each impression, in the order given, its last ``length`` clicks with
-      ``click_ts < ts``, most recent first. Impressions with no click between them share
-      one list object (most do: clicks are rare), so callers can encode each distinct
-      sequence once; treat the lists as read-only.
+      For each query, in the order given: its last ``length`` events with ``ts`` strictly
+      before the query's, most recent first, and the number of all such events. Queries with
+      no event between them share one list object (most do for clicks: they are rare), so
+      callers can encode each distinct sequence once; treat the lists as read-only.
     """
-    order = sorted(range(len(impression_ts)), key=impression_ts.__getitem__)
-    clicks = sorted(clicks)
-    window = collections.deque(carry_in[-length:], maxlen=length)
-    result: list[list[Click]] = [[]] * len(impression_ts)
+    order = sorted(range(len(query_ts)), key=query_ts.__getitem__)
+    events = sorted(events)
+    window = collections.deque(carry_tail[-length:] if length else (), maxlen=length)
+    sequences: list[list[Event]] = [[]] * len(query_ts)
+    counts = [carry_count] * len(query_ts)
     current = list(reversed(window))
     j = 0
     for i in order:
-        ts = impression_ts[i]
-        if j < len(clicks) and clicks[j][0] < ts:
-            while j < len(clicks) and clicks[j][0] < ts:
-                window.append(clicks[j])
-                j += 1
+        ts = query_ts[i]
+        if j < len(events) and events[j][0] < ts:
+            k = bisect.bisect_left(events, (ts,), lo=j)
+            window.extend(events[j:k])
+            j = k
             current = list(reversed(window))
-        result[i] = current
-    return result
+        sequences[i] = current
+        counts[i] += j
+    return sequences, counts

@@ -165,7 +165,7 @@ def parse_spec(schema: Schema, wanted_names: Iterable[str]) -> dict[str, tf.io.F
 
 # --- config check --------------------------------------------------------------------------
 
-_SCALAR_FEATURE_ROLES = ("id", "domain", "extra", "sequence", "feature")
+_SCALAR_FEATURE_ROLES = ("id", "domain", "extra", "sequence", "history", "feature")
 
 
 def _require(schema: Schema, key: str, name: str, *, dtypes: tuple, roles: tuple,
@@ -216,6 +216,11 @@ def check_config(schema: Schema, config) -> None:
                               "in the schema")
     for i, f in enumerate(features.numerics):
         _require(schema, f"features.numerics[{i}]", f.name, dtypes=("float", "int64"),
+                 roles=_SCALAR_FEATURE_ROLES, shapes="scalar")
+    for i, m in enumerate(getattr(features, "matches", ())):
+        _require(schema, f"features.matches[{i}].sequence", m.sequence, dtypes=("string",),
+                 roles=("sequence",), shapes="any")
+        _require(schema, f"features.matches[{i}].target", m.target, dtypes=("string",),
                  roles=_SCALAR_FEATURE_ROLES, shapes="scalar")
     domain = getattr(config, "domain", None)
     if domain is not None:

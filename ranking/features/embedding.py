@@ -3,7 +3,8 @@
 Everything happens in the graph, so the exported model takes the same raw features the
 training input yields (strings, pipeline-hashed crosses, raw numbers):
 
-* ``ids``: ``tf.strings.to_hash_bucket_fast(value, buckets)`` then an embedding lookup.
+* ``ids``: ``tf.strings.to_hash_bucket_fast(value, buckets)`` then an embedding lookup
+  (``encoding: integer``: the value is the row itself; ``""`` and out-of-range rows are zeros).
 * ``sequences``: every entry hashed with the bucket count of the ``ids`` entry named by
   ``share_embedding_with`` and looked up in that entry's table; pooled (mean or sum) over the
   non-``""`` entries only; an all-pad sequence gives zeros. A scalar string feature (e.g.
@@ -11,6 +12,8 @@ training input yields (strings, pipeline-hashed crosses, raw numbers):
 * ``crosses``: int64 ids already hashed by the pipeline into the schema's ``buckets``; ``-1``
   (and any id outside ``[0, buckets)``) is masked out; pooled like sequences.
 * ``numerics``: NaN -> ``fill``; ``log1p`` is ``sign(x) * log1p(|x|)``.
+* ``matches``: the count of a sequence's entries equal to a target (``log1p`` by default),
+  appended to the numerics.
 * the domain feature: ``domain.vocabulary[i]`` -> index ``i + 1``, anything else -> 0.
 """
 from __future__ import annotations
@@ -37,6 +40,28 @@ NUMERICS = "numerics"
 def _flat(x: tf.Tensor) -> tf.Tensor:
     """``[batch]`` from ``[batch]`` or ``[batch, 1]``."""
     return tf.reshape(x, [-1])
+
+
+def _match_count(sequence, target, transform: str) -> tf.Tensor:
+    """``[B]`` float32: how many non-``""`` entries of ``sequence`` equal ``target``."""
+    sequence = tf.convert_to_tensor(sequence)
+    if sequence.shape.rank is not None and sequence.shape.rank < 2:
+        sequence = tf.reshape(sequence, [-1, 1])
+    target = _flat(tf.convert_to_tensor(target))
+    hits = tf.equal(sequence, target[:, None]) & tf.not_equal(sequence, "")
+    count = tf.reduce_sum(tf.cast(hits, tf.float32), axis=1)
+    return tf.math.log1p(count) if transform == "log1p" else count
+
+
+def _rows(values: tf.Tensor, feature) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Table rows of string ids (``feature.encoding``, see ``IdFeature``) and, for integer
+    ids, which entries are valid (others look up row 0 and must be masked)."""
+    if feature.encoding == "hash":
+        return tf.strings.to_hash_bucket_fast(values, feature.buckets), None
+    empty = tf.equal(values, "")
+    numbers = tf.strings.to_number(tf.where(empty, "-1", values), out_type=tf.int64)
+    valid = ~empty & (numbers >= 0) & (numbers < feature.buckets)
+    return tf.where(valid, numbers, tf.zeros_like(numbers)), valid
 
 
 def _pool(emb: tf.Tensor, mask: tf.Tensor, pooling: str) -> tf.Tensor:
@@ -76,7 +101,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         ``"dense"``: ``[batch, output_dim]``, the concatenation, in config order, of the id
           embeddings, the pooled sequences, the pooled crosses and the transformed numerics;
         ``"embeddings"``: name -> ``[batch, dim]`` for every id, sequence and cross feature;
-        ``"numerics"``: ``[batch, len(numerics)]`` (width 0 without numerics);
+        ``"numerics"``: ``[batch, len(numerics) + len(matches)]`` (width 0 without either);
         ``"domain_index"``: ``int32 [batch]``, 0 = unknown domain.
       Float outputs have the layer's compute dtype (embedding tables stay float32).
     """
@@ -129,7 +154,8 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     @property
     def output_dim(self) -> int:
         """Width of ``"dense"``."""
-        return sum(self.embedding_dims.values()) + len(self.features_config.numerics)
+        f = self.features_config
+        return sum(self.embedding_dims.values()) + len(f.numerics) + len(f.matches)
 
     def build(self, input_shape=None):
         def init():  # a fresh initializer per table: a reused unseeded one repeats its values
@@ -177,16 +203,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         embeddings: dict[str, tf.Tensor] = {}
         for i in f.ids:
             values = _flat(tf.convert_to_tensor(features[i.name]))
-            ids = tf.strings.to_hash_bucket_fast(values, i.buckets)
-            embeddings[i.name] = self._lookup(i.name, ids)
+            ids, valid = _rows(values, i)
+            emb = self._lookup(i.name, ids)
+            embeddings[i.name] = emb if valid is None else emb * tf.cast(valid, emb.dtype)[:, None]
         for s in f.sequences:
             shared = f.id_feature(s.share_embedding_with)
             values = tf.convert_to_tensor(features[s.name])
             if values.shape.rank is not None and values.shape.rank < 2:
                 values = tf.reshape(values, [-1, 1])
-            ids = tf.strings.to_hash_bucket_fast(values, shared.buckets)
-            emb = self._lookup(shared.name, ids)
-            embeddings[s.name] = _pool(emb, tf.not_equal(values, ""), s.pooling)
+            ids, valid = _rows(values, shared)
+            mask = tf.not_equal(values, "") if valid is None else valid
+            embeddings[s.name] = _pool(self._lookup(shared.name, ids), mask, s.pooling)
         for c in f.crosses:
             ids = tf.cast(tf.convert_to_tensor(features[c.name]), tf.int64)
             if ids.shape.rank is not None and ids.shape.rank < 2:
@@ -201,6 +228,8 @@ class FeatureEmbedding(tf.keras.layers.Layer):
             if n.transform == "log1p":
                 x = tf.sign(x) * tf.math.log1p(tf.abs(x))
             columns.append(x)
+        for m in f.matches:
+            columns.append(_match_count(features[m.sequence], features[m.target], m.transform))
         if columns:
             numerics = tf.stack(columns, axis=1)
         else:

@@ -11,9 +11,13 @@ definitions, inside the exported graph, so no caller ever re-implements hashing:
 * ``last_click_item_id`` / ``last_click_category_id`` = the first (most recent) entry of
   ``seq_item_ids`` / ``seq_category_ids`` (``""`` when the sequence is empty);
 * ``seq_length`` = the number of non-``""`` entries of ``seq_item_ids``;
-* ``cross_seq_item_x_item`` / ``cross_seq_category_x_category`` =
-  :func:`ranking.features.crossing.cross_hash` of the sequence with the target, into the
-  schema's bucket counts, exactly as the pipeline computed them.
+* ``cross_seq_item_x_item`` / ``cross_seq_category_x_category`` /
+  ``cross_imp_category_x_category`` = :func:`ranking.features.crossing.cross_hash` of the
+  click (or exposure) sequence with the target, into the schema's bucket counts, exactly as
+  the pipeline computed them.
+
+The exposure sequence ``seq_imp_category_ids`` and the counts ``imp_count`` / ``click_count``
+are request fields as they are (the serving system keeps them per user).
 
 The parity test feeds the raw fields of pipeline samples through this path and checks the
 scores equal those of the pipeline's own tf.Examples.
@@ -30,7 +34,8 @@ from ranking.features.crossing import cross_hash
 
 SEQUENCES = {"seq_item_ids": "item_id", "seq_category_ids": "category_id"}
 CROSSES = {"cross_seq_item_x_item": ("seq_item_ids", "item_id"),
-           "cross_seq_category_x_category": ("seq_category_ids", "category_id")}
+           "cross_seq_category_x_category": ("seq_category_ids", "category_id"),
+           "cross_imp_category_x_category": ("seq_imp_category_ids", "category_id")}
 LAST_CLICK = {"last_click_item_id": "seq_item_ids",
               "last_click_category_id": "seq_category_ids"}
 

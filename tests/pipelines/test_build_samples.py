@@ -15,7 +15,7 @@ T0 = 1767225600  # 2026-01-01 UTC
 HEADER = ["impression_id", "user_id", "item_id", "category_id", "country", "scene", "ts",
           "click_ts", "pay_ts", "refund_ts", "device", "price"]
 CONFIG = """
-sequence: {length: 5, bucket_seconds: 3600}
+sequence: {length: 5, impression_length: 4, bucket_seconds: 3600}
 crosses: {item_buckets: 1000, category_buckets: 50}
 extra_columns:
   - {name: device, kind: categorical}
@@ -126,6 +126,21 @@ def test_no_feature_or_label_uses_the_future(random_run):
         assert s["seq_category_ids"][:n] == [c[2] for c in clicks]
         assert s["seq_click_ts"][:n] == [c[0] for c in clicks]
         assert s["last_click_item_id"][0] == (clicks[0][1] if clicks else "")
+        # Exposure history: the same user's impressions with an earlier ts, and the counts.
+        earlier = sorted(((r["ts"], r["item_id"], r["category_id"]) for r in rows
+                          if r["user_id"] == user and r["ts"] < ts), reverse=True)
+        m = min(4, len(earlier))
+        assert s["seq_imp_category_ids"] == [e[2] for e in earlier[:4]] + [""] * (4 - m)
+        assert s["imp_count"] == [len(earlier)]
+        assert s["click_count"] == [sum(r["user_id"] == user and r["click_ts"] is not None
+                                        and r["click_ts"] < ts for r in rows)]
+        # Item statistics: the 7 whole days before the impression's day, all users.
+        item, day = by_id[iid]["item_id"], ts // 86400
+        window = lambda t: t is not None and day - 7 <= t // 86400 < day  # noqa: E731
+        assert s["item_imp_count"] == [sum(r["item_id"] == item and window(r["ts"])
+                                           for r in rows)]
+        assert s["item_click_count"] == [sum(r["item_id"] == item and window(r["click_ts"])
+                                             for r in rows)]
         r = by_id[iid]
         seen = lambda t: t is not None and t < OBSERVE_AT  # noqa: E731
         assert s["click"][0] == int(seen(r["click_ts"]))
@@ -145,7 +160,7 @@ def test_labels_are_censored_somewhere(random_run):
 
 def test_crosses_equal_tensorflow_hash_on_the_same_strings(random_run):
     _, _, samples, _ = random_run
-    strings, cat_strings, ids, cat_ids = [], [], [], []
+    strings, cat_strings, ids, cat_ids, imp_strings, imp_ids = [], [], [], [], [], []
     for s in samples.values():
         n = s["seq_length"][0]
         strings += [f"{x}\x1f{s['item_id'][0]}" for x in s["seq_item_ids"][:n]]
@@ -153,7 +168,12 @@ def test_crosses_equal_tensorflow_hash_on_the_same_strings(random_run):
         ids += s["cross_seq_item_x_item"][:n]
         cat_ids += s["cross_seq_category_x_category"][:n]
         assert s["cross_seq_item_x_item"][n:] == [-1] * (5 - n)
-    assert len(ids) > 1000
+        m = sum(x != "" for x in s["seq_imp_category_ids"])
+        imp_strings += [f"{x}\x1f{s['category_id'][0]}" for x in s["seq_imp_category_ids"][:m]]
+        imp_ids += s["cross_imp_category_x_category"][:m]
+        assert s["cross_imp_category_x_category"][m:] == [-1] * (4 - m)
+    assert len(ids) > 1000 and len(imp_ids) > 1000
+    assert imp_ids == tf.strings.to_hash_bucket_fast(imp_strings, 50).numpy().tolist()
     assert ids == tf.strings.to_hash_bucket_fast(strings, 1000).numpy().tolist()
     assert cat_ids == tf.strings.to_hash_bucket_fast(cat_strings, 50).numpy().tolist()
 
@@ -180,6 +200,12 @@ def test_hand_made_log_golden(tmp_path):
     assert samples["a2"]["seq_item_ids"] == ["", "", "", "", ""]  # click at T0+10 is not < ts
     assert samples["a3"]["seq_item_ids"] == ["i2", "i1", "", "", ""]
     assert samples["a3"]["seq_click_ts"] == [T0 + 20, T0 + 10, -1, -1, -1]
+    # a3 is in a later hour bucket: its exposure history comes from the carry-in.
+    assert samples["a1"]["seq_imp_category_ids"] == ["", "", "", ""]
+    assert samples["a2"]["seq_imp_category_ids"] == ["c1", "", "", ""]
+    assert samples["a3"]["seq_imp_category_ids"] == ["c2", "c1", "", ""]
+    assert [samples[a]["imp_count"][0] for a in ("a1", "a2", "a3")] == [0, 1, 2]
+    assert [samples[a]["click_count"][0] for a in ("a1", "a2", "a3")] == [0, 0, 2]
     assert samples["a3"]["domain"] == ["default|default"]
     assert samples["a2"]["conversion"] == [1] and samples["a2"]["pay_ts"] == [T0 + 90000]
     assert samples["a1"]["price"] == [9.5] and samples["a3"]["device"] == [""]

@@ -19,7 +19,12 @@ def _fields(example: bytes) -> dict:
             "scene": text("scene")[0], "device": text("device")[0],
             "price": f["price"].float_list.value[0],
             "items": [x for x in text("seq_item_ids") if x],
-            "categories": [x for x in text("seq_category_ids") if x]}
+            "categories": [x for x in text("seq_category_ids") if x],
+            "impressed": [x for x in text("seq_imp_category_ids") if x],
+            "imp_count": f["imp_count"].int64_list.value[0],
+            "click_count": f["click_count"].int64_list.value[0],
+            "item_imp_count": f["item_imp_count"].int64_list.value[0],
+            "item_click_count": f["item_click_count"].int64_list.value[0]}
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +44,11 @@ def test_context_scores_equal_the_pipeline_samples(scorer, trained):
     for k, example in enumerate(examples):
         x = _fields(example)
         context = UserContext(x["user_id"], x["items"], x["categories"], x["country"],
-                              x["scene"], x["device"])
-        got = candidate_scorer.score(context, [Candidate(x["item_id"], x["category_id"],
-                                                         x["price"])])
+                              x["scene"], x["device"], x["impressed"], x["imp_count"],
+                              x["click_count"])
+        got = candidate_scorer.score(context, [Candidate(
+            x["item_id"], x["category_id"], x["price"], x["item_imp_count"],
+            x["item_click_count"])])
         for name in ("ctr", "cvr", "ctcvr"):
             assert abs(float(got[name][0]) - float(expected[name][k])) <= 1e-6
 

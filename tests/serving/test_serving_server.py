@@ -104,7 +104,7 @@ def test_multi_input_signature(served, trained):
     numeric = next(n for n in sorted(names) if raw[n].dtype != tf.string)
     wrong = predict_pb2.PredictRequest()
     wrong.CopyFrom(request)
-    wrong.inputs[numeric].CopyFrom(tf.make_tensor_proto(raw["user_id"].numpy()))
+    wrong.inputs[numeric].CopyFrom(tf.make_tensor_proto(raw["item_id"].numpy()))
     code, details = _error(stubs.prediction.Predict, wrong)
     expected_type = {"float32": "float", "int64": "int64"}[raw[numeric].dtype.name]
     assert code == INVALID

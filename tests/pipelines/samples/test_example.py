@@ -4,7 +4,7 @@ import tensorflow as tf
 from pipelines.config import SampleConfig, SequenceConfig
 from pipelines.samples import example as E
 
-CONFIG = SampleConfig(sequence=SequenceConfig(length=3))
+CONFIG = SampleConfig(sequence=SequenceConfig(length=3, impression_length=2))
 
 
 def _sample():
@@ -15,6 +15,8 @@ def _sample():
         "seq_click_ts": [1767225500, 1767225400, -1], "seq_length": 2,
         "last_click_item_id": "i1", "last_click_category_id": "c1",
         "cross_seq_item_x_item": [5, 7, -1], "cross_seq_category_x_category": [1, 2, -1],
+        "seq_imp_category_ids": ["c7", "c2"], "cross_imp_category_x_category": [3, 4],
+        "imp_count": 9, "click_count": 2, "item_imp_count": 40, "item_click_count": 3,
         "click": 1, "conversion": 0, "refund": 0, "net_conversion": 0,
         "click_ts": 1767225601, "pay_ts": -1, "refund_ts": -1, "observe_at": 1767300000,
     }
@@ -43,6 +45,8 @@ def test_concatenated_feature_encodings_parse_as_one_example():
     assert parsed_split["seq_click_ts"] == [[1767225500, 1767225400, -1]]
     assert parsed_split["cross_seq_item_x_item"] == [[5, 7, -1]]
     assert parsed_split["impression_id"] == [b"imp1"] and parsed_split["click"] == [1]
+    assert parsed_split["seq_imp_category_ids"] == [[b"c7", b"c2"]]
+    assert parsed_split["imp_count"] == [9] and parsed_split["click_count"] == [2]
     assert E.decode(split) == E.decode(whole)
 
 

@@ -13,11 +13,11 @@ from ranking.data.input import (DAY_SECONDS, TimeRange, list_files, make_dataset
                                 max_timestamp, split_by_time)
 from ranking.data.schema import SchemaError, load_schema
 
-L = 4
+L, K = 4, 3
 DAY0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 OBSERVE_AT = DAY0 + 3 * DAY_SECONDS
 SAMPLE_CONFIG = from_mapping(SampleConfig, {
-    "sequence": {"length": L}, "crosses": {"item_buckets": 1000, "category_buckets": 100},
+    "sequence": {"length": L, "impression_length": K}, "crosses": {"item_buckets": 1000, "category_buckets": 100},
     "extra_columns": [{"name": "device", "kind": "categorical"},
                       {"name": "price", "kind": "numeric"}]})
 SPECS = sample_schema(SAMPLE_CONFIG, with_truth=False)
@@ -50,6 +50,9 @@ def make_sample(i: int, ts: int) -> dict:
         "last_click_item_id": f"s{i}_0" if n else "", "last_click_category_id": "c0" if n else "",
         "cross_seq_item_x_item": [(i * 10 + j) % 1000 for j in range(n)] + [-1] * (L - n),
         "cross_seq_category_x_category": [j for j in range(n)] + [-1] * (L - n),
+        "seq_imp_category_ids": [f"c{j}" for j in range(K)],
+        "cross_imp_category_x_category": list(range(K)),
+        "imp_count": i, "click_count": i // 2, "item_imp_count": 3 * i, "item_click_count": i,
         "click": i % 2, "conversion": int(i % 4 == 1), "refund": 0,
         "net_conversion": int(i % 4 == 1), "click_ts": ts + 5 if i % 2 else -1, "pay_ts": -1,
         "refund_ts": -1, "observe_at": OBSERVE_AT,

@@ -15,7 +15,8 @@ from ranking.data.schema import (Schema, SchemaError, check_config, load_schema,
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 SAMPLE_CONFIG = from_mapping(SampleConfig, {
-    "sequence": {"length": 5}, "crosses": {"item_buckets": 1000, "category_buckets": 100},
+    "sequence": {"length": 5, "impression_length": 5},
+    "crosses": {"item_buckets": 1000, "category_buckets": 100},
     "extra_columns": [{"name": "device", "kind": "categorical"},
                       {"name": "price", "kind": "numeric"}]})
 OBSERVE_AT = 1_767_830_400
@@ -97,8 +98,8 @@ def test_check_config_names_missing_feature(schema_dir, experiment):
     schema = load_schema(schema_dir)
     crosses = [*experiment.features.crosses,
                dataclasses.replace(experiment.features.crosses[0], name="cross_user_x_item")]
-    with pytest.raises(SchemaError, match=r"features\.crosses\[2\]: feature 'cross_user_x_item' "
-                                          r"is not in the schema"):
+    with pytest.raises(SchemaError, match=rf"features\.crosses\[{len(crosses) - 1}\]: feature "
+                                          r"'cross_user_x_item' is not in the schema"):
         check_config(schema, _with(experiment, crosses=crosses))
 
 
@@ -106,16 +107,16 @@ def test_check_config_wrong_dtype_role_shape(schema_dir, experiment):
     schema = load_schema(schema_dir)
     f = experiment.features
     numerics = [*f.numerics, dataclasses.replace(f.numerics[0], name="impression_id")]
-    with pytest.raises(SchemaError, match=r"features\.numerics\[2\]: feature 'impression_id' has "
-                                          r"dtype "
+    with pytest.raises(SchemaError, match=rf"features\.numerics\[{len(numerics) - 1}\]: feature "
+                                          r"'impression_id' has dtype "
                                           r"'string' in the schema, expected float or int64"):
         check_config(schema, _with(experiment, numerics=numerics))
     ids = [*f.ids, dataclasses.replace(f.ids[0], name="user_tier")]  # truth must not leak in
-    with pytest.raises(SchemaError, match=r"features\.ids\[7\]: feature 'user_tier' has role "
+    with pytest.raises(SchemaError, match=rf"features\.ids\[{len(ids) - 1}\]: feature 'user_tier' has role "
                                           r"'truth'"):
         check_config(schema, _with(experiment, ids=ids))
     ids = [*f.ids, dataclasses.replace(f.ids[0], name="seq_item_ids")]
-    with pytest.raises(SchemaError, match=r"features\.ids\[7\]: feature 'seq_item_ids' has "
+    with pytest.raises(SchemaError, match=rf"features\.ids\[{len(ids) - 1}\]: feature 'seq_item_ids' has "
                                           r"shape \[5\] in the schema, expected \[\]"):
         check_config(schema, _with(experiment, ids=ids, sequences=[]))
 

@@ -225,3 +225,53 @@ def test_constructor_validates_against_schema():
         FeatureEmbedding(FEATURES, SCHEMA, DomainConfig(feature="region", vocabulary=["a"]))
     with pytest.raises(TypeError, match="schema must be a Schema"):
         FeatureEmbedding(FEATURES, ["not a schema"])
+
+
+def test_integer_encoding_uses_the_value_as_the_row():
+    """encoding: integer: "3" -> row 3, no hashing; "" and out-of-range rows embed to zeros,
+    also inside pooled sequences (the mean is over the valid entries only)."""
+    features = from_mapping(FeaturesConfig, {
+        "ids": [{"name": "item_id", "buckets": 11, "dim": 2, "encoding": "integer"}],
+        "sequences": [{"name": "seq_item_ids", "share_embedding_with": "item_id",
+                       "pooling": "mean"}]}, "features")
+    layer = _layer(features, DomainConfig())
+    out = layer({"item_id": tf.constant(["3", "0", "", "11"]),
+                 "seq_item_ids": tf.constant([["1", "5", ""], ["", "", ""], ["10", "-1", "2"],
+                                              ["4", "4", "99"]])})
+    # row r holds [r + 1, 10 (r + 1)]
+    np.testing.assert_allclose(out["embeddings"]["item_id"].numpy(),
+                               [[4, 40], [1, 10], [0, 0], [0, 0]])
+    np.testing.assert_allclose(out["embeddings"]["seq_item_ids"].numpy(),
+                               [[4, 40], [0, 0], [(11 + 3) / 2, (110 + 30) / 2], [5, 50]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="abc"):
+        layer({"item_id": tf.constant(["abc"]), "seq_item_ids": tf.constant([["1", "", ""]])})
+    with pytest.raises(Exception, match=r"features\.ids\[0\]\.encoding: 'vocab' is not one of \['hash', 'integer'\]"):
+        from_mapping(FeaturesConfig, {"ids": [{"name": "x", "buckets": 3,
+                                               "encoding": "vocab"}]}, "features")
+
+
+def test_match_counts_golden():
+    """matches: the count of non-"" sequence entries equal to the target, log1p or raw,
+    appended after the numerics."""
+    features = from_mapping(FeaturesConfig, {
+        "ids": [{"name": "item_id", "buckets": 11, "dim": 2}],
+        "numerics": [{"name": "price", "transform": "none"}],
+        "matches": [{"sequence": "seq_item_ids", "target": "item_id"},
+                    {"sequence": "last_click_item_id", "target": "item_id",
+                     "transform": "none"}]}, "features")
+    assert features.input_names == ["item_id", "price", "seq_item_ids", "last_click_item_id"]
+    assert [m.name for m in features.matches] == ["match_seq_item_ids_item_id",
+                                                 "match_last_click_item_id_item_id"]
+    layer = _layer(features, DomainConfig())
+    out = layer(INPUTS)
+    # item_id p1 p2 p3 p9; seq [p1 p2 ""] [""...] [p3 p3 p7] [p5 "" ""]; last p1 "" p3 p5
+    np.testing.assert_allclose(out["numerics"].numpy(), [
+        [0.0, math.log(2), 1], [0.0, 0.0, 0], [3.0, math.log(3), 1], [-2.0, 0.0, 0]],
+        rtol=1e-6)
+    assert layer.output_dim == 2 + 3 == out["dense"].shape[1]
+    empty_target = dict(INPUTS, item_id=tf.constant(["", "", "", ""]))
+    assert np.all(layer(empty_target)["numerics"].numpy()[:, 1:] == 0)  # "" never matches
+    with pytest.raises(SchemaError, match=r"features\.matches\[0\]\.sequence: feature 'nope'"):
+        FeatureEmbedding(from_mapping(FeaturesConfig, {
+            "matches": [{"sequence": "nope", "target": "item_id"}]}, "features"), SCHEMA,
+            DomainConfig())
