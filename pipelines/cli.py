@@ -21,6 +21,7 @@ from pipelines.config import SampleConfig, load_yaml
 from pipelines.io.readers import match_files
 from pipelines.runner import make_pipeline
 from pipelines.samples.example import sample_schema, schema_json
+from pipelines.streams import output as stream_output
 
 log = logging.getLogger("ranking-pipeline")
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="glob of simulator truth files to join (evaluation only)")
     p.add_argument("--sequence-length", type=int, help="override sequence.length")
     p.add_argument("--num-shards", type=int, help="override num_shards (0: runner decides)")
+    stream_output.add_arguments(p)
     return p
 
 
@@ -68,12 +70,16 @@ def run(args, beam_args) -> dict:
     import apache_beam as beam
 
     config = resolve_config(args)
+    stream = stream_output.config_from_args(args)
     paths = match_files(args.input)
     truth_paths = match_files(args.truth) if args.truth else None
     output = args.output.rstrip("/")
     FileSystems.mkdirs(output) if not FileSystems.exists(output) else None
     specs = sample_schema(config, with_truth=bool(truth_paths))
     _write_text(f"{output}/schema.json", schema_json(specs, config, args.observe_at))
+    if stream:
+        _write_text(f"{output}/{stream.name}/schema.json", stream_output.stream_schema_json(
+            stream, specs, config, args.observe_at))
 
     log.info("reading %d file(s) matching %s; labels observed at %d", len(paths), args.input,
              args.observe_at)
@@ -85,6 +91,8 @@ def run(args, beam_args) -> dict:
     _ = result_sets["samples"] | "WriteSamples" >> beam.io.WriteToTFRecord(
         f"{output}/{build_samples.SAMPLES_DIR}/part", file_name_suffix=".tfrecord",
         num_shards=config.num_shards)
+    if stream:
+        stream_output.write_stream(result_sets["samples"], output, stream, config.num_shards)
     _ = (result_sets["dead_letter"] | "DeadLetterJson" >> beam.Map(
         build_samples.dead_letter_line)
          | "WriteDeadLetter" >> beam.io.WriteToText(
@@ -92,6 +100,8 @@ def run(args, beam_args) -> dict:
     result = pipeline.run()
     result.wait_until_finish()
     summary = summarize(result, time.perf_counter() - start, len(paths), args.observe_at)
+    if stream:
+        summary["stream"] = stream_output.stream_summary(stream, summary["counters"])
     _write_text(f"{output}/summary.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
@@ -127,7 +137,7 @@ def format_summary(s: dict) -> str:
              f"not yet observable {s['not_yet_observable']:>12,}  (ts >= observe_at)",
              f"seconds            {s['seconds']:>12,.1f}  ({s['rows_per_second']:,.0f} rows/s)"]
     lines += [f"  {k:<24} {v:>10,}" for k, v in s["counters"].items()
-              if k.startswith(("dead_letter.", "label."))]
+              if k.startswith(("dead_letter.", "label.", "stream."))]
     return "\n".join(lines)
 
 
