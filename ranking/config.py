@@ -11,10 +11,12 @@ Sections (see ``configs/ple_esmm.yaml`` for a commented example):
   Leaving a group out (e.g. ``crosses: []``) removes it from the model: that is how an ablation
   is written.
 * ``domain``: the scenario feature and its known values (index 0 is "unknown").
-* ``model``: the multi-task tower (``shared_bottom`` | ``mmoe`` | ``ple``) and the head
-  (``esmm`` | ``independent``).
-* ``tasks``: one entry per trained output, with its label and loss weight.
-* ``training`` and ``export``.
+* ``model``: the multi-task tower (``shared_bottom`` | ``mmoe`` | ``ple``, or the scenario
+  towers ``dwg`` | ``star`` whose weights depend on the domain), the optional scenario gating
+  (``epnet`` | ``ppnet`` | ``pepnet``) and the head (``esmm`` | ``independent``).
+* ``tasks``: one entry per trained output, with its label, loss (``bce`` | ``focal`` |
+  ``bce_pairwise_auc``), loss weight and optional mask.
+* ``training`` (task weighting, sample order) and ``export``.
 
 Every config is loaded through :mod:`ranking.utils.typed_config`, so unknown keys and values of
 the wrong type fail with the key path; the ``__post_init__`` checks below add the constraints
@@ -23,6 +25,7 @@ between fields, again naming the key and the value.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from typing import Optional
@@ -31,9 +34,10 @@ from ranking.utils.typed_config import ConfigError, from_mapping, load_yaml
 
 __all__ = [
     "ConfigError", "IdFeature", "SequenceFeature", "CrossFeature", "NumericFeature",
-    "FeaturesConfig", "DomainConfig", "ModelConfig", "TaskConfig", "TrainingConfig",
+    "FeaturesConfig", "DomainConfig", "DWGConfig", "StarConfig", "ModelConfig",
+    "FocalLossConfig", "PairwiseAUCLossConfig", "TaskConfig", "TrainingConfig",
     "ExportConfig", "ExperimentConfig", "load_experiment", "experiment_from_mapping",
-    "FEATURE_GROUPS", "ESMM_CTR_TASK", "ESMM_CVR_TASK", "ESMM_CTCVR_TASK",
+    "FEATURE_GROUPS", "ESMM_CTR_TASK", "ESMM_CVR_TASK", "ESMM_CTCVR_TASK", "DOMAIN_TOWERS",
 ]
 
 FEATURE_GROUPS = ("ids", "sequences", "crosses", "numerics", "matches")
@@ -59,6 +63,20 @@ def _unique(path: str, names) -> None:
     dupes = sorted({n for n in names if list(names).count(n) > 1})
     if dupes:
         raise ConfigError(f"{path}: duplicate name(s) {dupes}")
+
+
+def _finite_at_least(path: str, value, low: float, *, strict: bool = False) -> None:
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        raise ConfigError(f"{path} must be a finite number {'>' if strict else '>='} {low:g}, "
+                          f"got {value!r}")
+
+
+def _only_with(path: str, value, option: str, wanted, actual) -> None:
+    """``path`` configures ``option == wanted`` only: setting it otherwise is a mistake."""
+    if value is not None and actual != wanted:
+        raise ConfigError(f"{path} = {value!r} is only used with {option} {wanted!r}, got "
+                          f"{option} {actual!r}")
 
 
 def _nonempty_name(path: str, name: str) -> None:
@@ -230,17 +248,79 @@ class DomainConfig:
 
 # --- model ---------------------------------------------------------------------------------
 
+# Towers whose weights depend on the row's domain index (ranking.layers.scenario): they need
+# the known domains of ``domain.vocabulary``.
+DOMAIN_TOWERS = ("dwg", "star")
+_GATES_EMBEDDING = ("epnet", "pepnet")   # EPNet: domain-side features gate the embedding
+_GATES_TASK_TOWERS = ("ppnet", "pepnet")  # PPNet: personal features gate the task towers
+
+
+@dataclasses.dataclass(frozen=True)
+class DWGConfig:
+    """Options of ``model.tower: dwg`` (:class:`~ranking.layers.scenario.DWGTower`, layer
+    widths ``model.bottom_units``).
+
+    Attributes:
+      mode: ``residual`` (shared weights plus a per-domain delta starting at 0: the shared
+        weights learn from every row; the default, since training data rarely has
+        unknown-domain rows), ``full`` (independent per-domain weights; the shared ones, used
+        for unknown domains, learn only from unknown-domain rows) or ``low_rank`` (a rank
+        ``rank`` per-domain delta).
+      rank: the delta's rank, required for (and only for) ``low_rank``.
+      shrinkage_k: ``k`` of ``lambda_d = n_d / (n_d + k)``, which shrinks a domain with few
+        rows seen so far toward the shared weights; 0 disables it.
+    """
+
+    mode: typing.Literal["full", "residual", "low_rank"] = "residual"
+    rank: Optional[int] = None
+    shrinkage_k: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StarConfig:
+    """Options of ``model.tower: star`` (:class:`~ranking.layers.scenario.StarTower`, layer
+    widths ``model.bottom_units``).
+
+    Attributes:
+      partitioned_norm: partitioned (per-domain) normalization of the tower input.
+      aux_net: the auxiliary network fed with the domain indicator, whose logit is added to
+        every task's logit (:class:`~ranking.layers.scenario.StarAuxiliaryNet`).
+      aux_net_units: its hidden widths (``[]``: logits linear in the domain embedding).
+      aux_embedding_dim: width of its domain embedding.
+    """
+
+    partitioned_norm: bool = True
+    aux_net: bool = True
+    aux_net_units: list[int] = dataclasses.field(default_factory=lambda: [16])
+    aux_embedding_dim: int = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Multi-task tower and head.
+    """Multi-task tower, scenario gating and head.
 
     Attributes:
       tower: ``shared_bottom`` (one MLP ``bottom_units`` shared by all towers), ``mmoe``
-        (``experts`` shared experts, one softmax gate per task tower) or ``ple``
+        (``experts`` shared experts, one softmax gate per task tower), ``ple``
         (``levels`` extraction layers, each with ``shared_experts`` shared experts and
-        ``task_experts`` experts per task tower).
+        ``task_experts`` experts per task tower), or a scenario tower of widths
+        ``bottom_units`` whose weights depend on the row's domain: ``dwg`` (domain-specific
+        weights, options ``dwg``) or ``star`` (star-topology FC, partitioned normalization and
+        the auxiliary domain network, options ``star``). Rows of an unknown domain (index 0)
+        go through the shared weights only.
+      dwg, star: options of the ``dwg`` / ``star`` tower (defaults when left out; setting them
+        with another tower is an error).
+      gating: ``none``; ``epnet`` (a Gate NU fed the ``domain_side_features`` embeddings and
+        the stop-gradient of the embedding rescales the embedding vector); ``ppnet`` (every
+        hidden layer of every task tower is rescaled by its own Gate NU fed the
+        ``personal_features`` embeddings and the stop-gradient of the embedding vector); or
+        ``pepnet`` (both). See :mod:`ranking.layers.gating`.
+      personal_features: ``ids`` entries fed to the PPNet gates (user id, item id, ...).
+      domain_side_features: ``ids`` entries fed to the EPNet gate (country, scene, ...).
+      gate_hidden_units: hidden width of every Gate NU.
       expert_units: hidden units of each expert MLP (mmoe, ple).
-      bottom_units: hidden units of the shared bottom (shared_bottom).
+      bottom_units: hidden units of the shared bottom (shared_bottom) or of the scenario
+        tower (dwg, star).
       task_tower_units: hidden units of each task tower before its logit.
       dropout: dropout rate after each hidden layer, in [0, 1).
       head: ``esmm`` (towers ctr and cvr; outputs ctr, cvr, ctcvr = ctr * cvr) or
@@ -252,7 +332,7 @@ class ModelConfig:
       cross_projection_dim: low-rank factorization of each cross layer's ``W`` (None: full).
     """
 
-    tower: typing.Literal["shared_bottom", "mmoe", "ple"] = "ple"
+    tower: typing.Literal["shared_bottom", "mmoe", "ple", "dwg", "star"] = "ple"
     experts: int = 4
     shared_experts: int = 2
     task_experts: int = 2
@@ -264,9 +344,16 @@ class ModelConfig:
     head: typing.Literal["esmm", "independent"] = "esmm"
     cross_layers: int = 0
     cross_projection_dim: Optional[int] = None
+    dwg: Optional[DWGConfig] = None
+    star: Optional[StarConfig] = None
+    gating: typing.Literal["none", "epnet", "ppnet", "pepnet"] = "none"
+    personal_features: list[str] = dataclasses.field(default_factory=list)
+    domain_side_features: list[str] = dataclasses.field(default_factory=list)
+    gate_hidden_units: int = 64
 
     def __post_init__(self):
-        for key in ("experts", "shared_experts", "task_experts", "levels"):
+        for key in ("experts", "shared_experts", "task_experts", "levels",
+                    "gate_hidden_units"):
             _positive(f"model.{key}", getattr(self, key))
         for key in ("expert_units", "bottom_units"):
             if not getattr(self, key):
@@ -279,6 +366,80 @@ class ModelConfig:
             _positive("model.cross_projection_dim", self.cross_projection_dim)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        _only_with("model.dwg", self.dwg, "model.tower", "dwg", self.tower)
+        _only_with("model.star", self.star, "model.tower", "star", self.tower)
+        self._check_dwg(self.dwg_options)
+        self._check_star(self.star_options)
+        self._check_gating()
+
+    @property
+    def dwg_options(self) -> DWGConfig:
+        return self.dwg or DWGConfig()
+
+    @property
+    def star_options(self) -> StarConfig:
+        return self.star or StarConfig()
+
+    @property
+    def gates_embedding(self) -> bool:
+        """EPNet on the embedding vector (``epnet``, ``pepnet``)."""
+        return self.gating in _GATES_EMBEDDING
+
+    @property
+    def gates_task_towers(self) -> bool:
+        """PPNet gates on the task towers' hidden layers (``ppnet``, ``pepnet``)."""
+        return self.gating in _GATES_TASK_TOWERS
+
+    @staticmethod
+    def _check_dwg(d: DWGConfig) -> None:
+        if d.mode == "low_rank":
+            if d.rank is None:
+                raise ConfigError("model.dwg.rank is required with mode 'low_rank', got None")
+            _positive("model.dwg.rank", d.rank)
+        else:
+            _only_with("model.dwg.rank", d.rank, "model.dwg.mode", "low_rank", d.mode)
+        _finite_at_least("model.dwg.shrinkage_k", d.shrinkage_k, 0.0)
+
+    @staticmethod
+    def _check_star(s: StarConfig) -> None:
+        _positive_list("model.star.aux_net_units", s.aux_net_units)
+        _positive("model.star.aux_embedding_dim", s.aux_embedding_dim)
+
+    def _check_gating(self) -> None:
+        for key, needed in (("personal_features", self.gates_task_towers),
+                            ("domain_side_features", self.gates_embedding)):
+            names = getattr(self, key)
+            _unique(f"model.{key}", names)
+            if needed and not names:
+                raise ConfigError(f"model.gating {self.gating!r} needs model.{key}, got []")
+            if names and not needed:
+                raise ConfigError(f"model.{key} {names} is not used with model.gating "
+                                  f"{self.gating!r}")
+        if self.gates_task_towers and not self.task_tower_units:
+            raise ConfigError(f"model.gating {self.gating!r} gates the hidden layers of the "
+                              "task towers: model.task_tower_units must list at least one "
+                              "layer size, got []")
+
+
+@dataclasses.dataclass(frozen=True)
+class FocalLossConfig:
+    """``loss: focal`` (:class:`~ranking.losses.BinaryFocalLoss`): ``gamma`` >= 0 focuses on
+    hard examples (0: cross-entropy); ``alpha`` in [0, 1] weighs positives (negatives
+    ``1 - alpha``), ``null`` weighs both by 1."""
+
+    gamma: float = 2.0
+    alpha: Optional[float] = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class PairwiseAUCLossConfig:
+    """``loss: bce_pairwise_auc`` (:class:`~ranking.losses.BCEWithPairwiseAUCLoss`):
+    cross-entropy plus ``weight`` times the pairwise approximate-AUC loss of temperature
+    ``tau`` with surrogate ``softplus`` (logistic pairwise) or ``sigmoid`` (smooth 1 - AUC)."""
+
+    weight: float = 1.0
+    tau: float = 1.0
+    surrogate: typing.Literal["softplus", "sigmoid"] = "softplus"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,25 +449,59 @@ class TaskConfig:
     Attributes:
       name: output name (with the esmm head: ``ctr``, ``ctcvr``, optionally ``cvr``).
       label: the label feature (schema role ``label``).
-      loss: ``bce`` (binary cross-entropy on the probability).
+      loss: ``bce`` (binary cross-entropy), ``focal`` (options ``focal``) or
+        ``bce_pairwise_auc`` (cross-entropy plus the pairwise approximate-AUC loss, options
+        ``pairwise_auc``); all from the logit.
+      focal, pairwise_auc: options of those losses (defaults when left out; setting them
+        with another loss is an error).
       weight: loss weight (>= 0).
       mask_label: optional label feature; rows where it is 0 do not count in this task's loss
         (e.g. a cvr task trained on clicks only: ``mask_label: click``).
+      mask_normalization: what the masked loss is divided by: ``batch`` (the batch size, as
+        Keras' sample weights do; the task's loss then scales with its share of masked-in
+        rows, e.g. ~CTR x the CVR loss) or ``masked`` (the number of masked-in rows: the mean
+        over clicked rows, what "CVR loss on clicks" means; 0 for a batch without any).
     """
 
     name: str
     label: str
-    loss: typing.Literal["bce"] = "bce"
+    loss: typing.Literal["bce", "focal", "bce_pairwise_auc"] = "bce"
     weight: float = 1.0
     mask_label: Optional[str] = None
+    mask_normalization: typing.Literal["batch", "masked"] = "batch"
+    focal: Optional[FocalLossConfig] = None
+    pairwise_auc: Optional[PairwiseAUCLossConfig] = None
 
     def __post_init__(self):
         _nonempty_name("tasks[]", self.name)
+        path = f"tasks[{self.name!r}]"
         if not self.weight >= 0.0:
-            raise ConfigError(f"tasks[{self.name!r}].weight must be >= 0, got {self.weight!r}")
+            raise ConfigError(f"{path}.weight must be >= 0, got {self.weight!r}")
         if self.mask_label is not None and self.mask_label == self.label:
-            raise ConfigError(f"tasks[{self.name!r}].mask_label: {self.mask_label!r} is the "
+            raise ConfigError(f"{path}.mask_label: {self.mask_label!r} is the "
                               "task's own label")
+        if self.mask_normalization == "masked" and self.mask_label is None:
+            raise ConfigError(f"{path}.mask_normalization 'masked' needs a mask_label, "
+                              "got None")
+        _only_with(f"{path}.focal", self.focal, f"{path}.loss", "focal", self.loss)
+        _only_with(f"{path}.pairwise_auc", self.pairwise_auc, f"{path}.loss",
+                   "bce_pairwise_auc", self.loss)
+        focal = self.focal_options
+        _finite_at_least(f"{path}.focal.gamma", focal.gamma, 0.0)
+        if focal.alpha is not None and not 0.0 <= focal.alpha <= 1.0:
+            raise ConfigError(f"{path}.focal.alpha must be null or in [0, 1], "
+                              f"got {focal.alpha!r}")
+        pairwise = self.pairwise_auc_options
+        _finite_at_least(f"{path}.pairwise_auc.weight", pairwise.weight, 0.0)
+        _finite_at_least(f"{path}.pairwise_auc.tau", pairwise.tau, 0.0, strict=True)
+
+    @property
+    def focal_options(self) -> FocalLossConfig:
+        return self.focal or FocalLossConfig()
+
+    @property
+    def pairwise_auc_options(self) -> PairwiseAUCLossConfig:
+        return self.pairwise_auc or PairwiseAUCLossConfig()
 
 
 # --- training and export -------------------------------------------------------------------
@@ -327,6 +522,18 @@ class TrainingConfig:
         labels (PCOC 1). Use it for labels fully observed on the validation day (clicks);
         conversions are still arriving there (delayed feedback), so calibrating on them would
         bias predictions down.
+      task_weighting: how the task losses ``L_t`` are combined: ``fixed``
+        (``sum_t w_t L_t`` with the tasks' ``weight`` ``w_t``) or ``uncertainty`` (Kendall et
+        al., CVPR 2018: ``sum_t exp(-s_t) L_t + s_t`` with learned log-variances ``s_t``;
+        :class:`~ranking.losses.UncertaintyWeighting`). With ``uncertainty`` every task
+        weight must be 1: a fixed factor would be cancelled by the learned one (at the
+        optimum ``exp(-s_t) = 1 / (w_t L_t)``, so ``exp(-s_t) w_t = 1 / L_t``).
+      order: the order training rows are read in: ``shuffled`` (a ``shuffle_buffer`` shuffle
+        of the files' rows), ``time`` (sorted by ``ts``, no shuffle) or ``sliding_window``
+        (in time order through a buffer of the ``window_size`` most recent rows, shuffled
+        inside it: seed 000's fix for STAR's unstable training when each domain's share of
+        traffic moves with the hour). See :func:`ranking.data.input.make_dataset`.
+      window_size: rows in the sliding window (``order: sliding_window`` only).
     """
 
     optimizer: typing.Literal["adam", "adagrad"] = "adam"
@@ -341,8 +548,18 @@ class TrainingConfig:
     steps_per_execution: int = 1
     seed: int = 0
     calibrate: list[str] = dataclasses.field(default_factory=list)
+    task_weighting: typing.Literal["fixed", "uncertainty"] = "fixed"
+    order: typing.Literal["shuffled", "time", "sliding_window"] = "shuffled"
+    window_size: Optional[int] = None
 
     def __post_init__(self):
+        if self.order == "sliding_window" and self.window_size is None:
+            raise ConfigError("training.window_size is required with order 'sliding_window', "
+                              "got None")
+        _only_with("training.window_size", self.window_size, "training.order",
+                   "sliding_window", self.order)
+        if self.window_size is not None:
+            _positive("training.window_size", self.window_size)
         if not self.learning_rate > 0.0:
             raise ConfigError(
                 f"training.learning_rate must be > 0, got {self.learning_rate!r}")
@@ -406,6 +623,7 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"tasks: model.head 'esmm' needs tasks named {ESMM_CTR_TASK!r} and "
                     f"{ESMM_CTCVR_TASK!r}; missing {missing} (tasks are {names})")
+        self._check_model_and_weighting()
         clash = sorted(set(self.features.input_names) & set(self.label_names))
         if clash:
             raise ConfigError(f"features: {clash} are task labels; a label cannot be a feature")
@@ -415,6 +633,25 @@ class ExperimentConfig:
                     f"training.calibrate: {name!r} is not a task with its own tower logit; "
                     f"tasks are {names}" + (" (ctcvr is a product, calibrate ctr/cvr)"
                                             if self.model.head == "esmm" else ""))
+
+    def _check_model_and_weighting(self) -> None:
+        m = self.model
+        if m.tower in DOMAIN_TOWERS and not self.domain.vocabulary:
+            raise ConfigError(f"model.tower {m.tower!r} has weights per domain and needs the "
+                              "known domains in domain.vocabulary, got []")
+        if self.training.task_weighting == "uncertainty":
+            for t in self.tasks:
+                if t.weight != 1.0:
+                    raise ConfigError(
+                        f"tasks[{t.name!r}].weight must be 1 with training.task_weighting "
+                        f"'uncertainty' (the learned weight cancels a fixed one), got "
+                        f"{t.weight!r}")
+        ids = [f.name for f in self.features.ids]
+        for key in ("personal_features", "domain_side_features"):
+            for name in getattr(m, key):
+                if name not in ids:
+                    raise ConfigError(f"model.{key}: {name!r} is not an ids entry; ids are "
+                                      f"{ids}")
 
     @property
     def label_names(self) -> list[str]:

@@ -4,6 +4,7 @@ Example::
 
     ranking-simulate --out /tmp/sim --impressions 1000000 --seed 1
     ranking-simulate --out /tmp/sim --impressions 200000 --seed 7 --format parquet --shards 4
+    ranking-simulate --out /tmp/sim --impressions 60000 --domain-drift      # hourly domain mix
 """
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"number of categories (default {W.DEFAULT_CATEGORIES})")
     p.add_argument("--items", type=int, default=W.DEFAULT_ITEMS,
                    help=f"number of items (default {W.DEFAULT_ITEMS})")
+    p.add_argument("--domain-drift", type=float, nargs="?", const=S.DEFAULT_DOMAIN_DRIFT,
+                   default=0.0, metavar="A",
+                   help="make each domain's share of traffic change by hour of day: the scene "
+                        "mix follows a daily wave of amplitude A in [0, 1] whose peak hours "
+                        f"differ by country (default off; the flag alone: "
+                        f"{S.DEFAULT_DOMAIN_DRIFT})")
     return p
 
 
@@ -57,7 +64,8 @@ def main(argv=None) -> int:
         out=args.out, impressions=args.impressions, seed=args.seed, days=args.days,
         users=args.users, format=args.format, truth_format=args.truth_format,
         shards=args.shards, workers=args.workers, start_ts=args.start_ts,
-        chunk_rows=args.chunk_rows, categories=args.categories, items=args.items)
+        chunk_rows=args.chunk_rows, categories=args.categories, items=args.items,
+        domain_drift=args.domain_drift)
     try:
         cfg.validate()
     except ValueError as e:

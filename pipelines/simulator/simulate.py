@@ -34,6 +34,11 @@ How it is generated:
   of every user of the chunk" with a per-user ring buffer of recent clicks.
 * Conversions and refunds follow with domain-dependent probabilities and delays; events that
   fall after the simulated window are kept (a pipeline censors them at its observe-at time).
+* ``domain_drift`` (``--domain-drift``, off by default): each impression's scene is drawn from
+  a mix that moves with the local clock hour (peaks per country and scene,
+  :func:`pipelines.simulator.world.scene_share_by_hour`), so each domain's share of traffic
+  changes by hour -- the drifting mix that makes time-ordered training of a multi-domain
+  model unstable (seed 000). Off, the output is byte-identical to a run without the option.
 
 See :mod:`pipelines.simulator.world` for the coefficient tables.
 """
@@ -64,6 +69,7 @@ DEFAULT_DAYS = 7
 DEFAULT_WORKERS = 2
 DEFAULT_CHUNK_ROWS = 100_000
 DEFAULT_MAX_SHARDS = 8
+DEFAULT_DOMAIN_DRIFT = 0.8   # --domain-drift without a value: a 9x peak-to-trough scene weight
 IMPRESSIONS_PER_USER = 40
 EXTRA_COLUMNS = (("device", "categorical"), ("price", "numeric"))
 LOG_COLUMNS = COLUMNS + tuple(name for name, _ in EXTRA_COLUMNS)
@@ -105,6 +111,7 @@ class SimConfig:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     categories: int = W.DEFAULT_CATEGORIES
     items: int = W.DEFAULT_ITEMS
+    domain_drift: float = 0.0
 
     @property
     def n_users(self) -> int:
@@ -124,6 +131,8 @@ class SimConfig:
             raise ValueError("shards must be >= 1")
         if self.workers < 1 or self.chunk_rows < 1:
             raise ValueError("workers and chunk_rows must be >= 1")
+        if not 0.0 <= self.domain_drift <= 1.0:
+            raise ValueError(f"domain_drift must be in [0, 1], got {self.domain_drift!r}")
         end = self.start_ts + self.days * 86400 + W.PAY_DELAY_MAX_S + W.REFUND_DELAY_MAX_S
         if self.start_ts < 946_684_800 or end + 10 * 86400 >= 4_102_444_800:
             raise ValueError("start_ts + days must stay inside the schema's timestamp range")
@@ -177,6 +186,11 @@ def _draw_tastes(world: W.World, rng: np.random.Generator, n: int) -> np.ndarray
     return tastes
 
 
+def local_clock_hour(ts: np.ndarray, country: np.ndarray) -> np.ndarray:
+    """The hour of day (0-23) on the country's clock at epoch seconds ``ts``."""
+    return ((ts + W.UTC_OFFSET_HOURS[country] * 3600) // 3600) % 24
+
+
 def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> dict:
     """Generates the impressions of one chunk of users. Returns columns and statistics."""
     u0, u1 = plan.chunks[chunk]
@@ -223,7 +237,11 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     del order, gap, cum_gap, offset, session, new_session
 
     country = country_u[user]
-    scene_cum = np.cumsum(W.SCENE_SHARE, axis=1)[country]
+    if cfg.domain_drift:
+        scene_cum = np.cumsum(W.scene_share_by_hour(cfg.domain_drift)[
+            country, local_clock_hour(ts, country)], axis=1)
+    else:
+        scene_cum = np.cumsum(W.SCENE_SHARE, axis=1)[country]
     scene = np.minimum((rng.random(n)[:, None] >= scene_cum).sum(1), len(W.SCENES) - 1)
     del scene_cum
     device = np.where(rng.random(n) < W.PRIMARY_DEVICE_PROB, device_u[user],
@@ -677,8 +695,10 @@ def _summary(cfg: SimConfig, plan: Plan, s: dict) -> dict:
     ext = EXTENSIONS[cfg.format]
     return {
         # Execution settings (out, workers) are left out: the files must not depend on them.
+        # domain_drift only when on: a run without it writes the same file as before it existed.
         "params": {**{k: v for k, v in dataclasses.asdict(cfg).items()
-                      if k not in ("out", "workers")},
+                      if k not in ("out", "workers")
+                      and not (k == "domain_drift" and not v)},
                    "users": cfg.n_users, "shards": plan.n_shards, "chunks": len(plan.chunks)},
         "schema": {"columns": list(LOG_COLUMNS),
                    "extra_columns": [{"name": n, "kind": k} for n, k in EXTRA_COLUMNS],

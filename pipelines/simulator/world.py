@@ -64,6 +64,19 @@ HOUR_PROFILE = np.array([
     1.00, 0.95, 0.85, 0.80, 0.80, 0.85, 0.95, 1.10, 1.25, 1.30, 1.00, 0.60])
 UTC_OFFSET_HOURS = np.array([-5, -3, 1, 1])   # local = UTC + offset
 LOCAL_SHIFT_HOURS = np.array([0, 0, 1, 0])    # Spain lives an hour later
+# Hourly drift of the scene mix (SimConfig.domain_drift = a > 0; off by default). Seed 000:
+# each domain peaks at other hours, so the domain mix of time-ordered training batches moves.
+# At local clock hour h a scene's weight in a country's traffic is
+#     SCENE_SHARE[c, s] * (1 + a * cos(2 pi (h - SCENE_PEAK_HOUR[c, s]) / 24)),
+# renormalized over the scenes (scene_share_by_hour): between its peak and trough hours a
+# scene's weight moves by a factor (1 + a) / (1 - a), 9x at a = 0.8. Peak hours differ by
+# country, so the country x scene mix of the whole traffic moves with the UTC hour too.
+SCENE_PEAK_HOUR = np.array([
+    [21, 11, 15],   # US: home in the evening, search late morning, cart mid-afternoon
+    [13, 22, 8],    # BR
+    [9, 17, 1],     # ES
+    [17, 4, 23],    # FR
+])
 NEW_SESSION_PROB = 1.0 / 8.0                  # mean session length: 8 impressions
 IMPRESSION_GAP_MEAN_S = 25.0                  # seconds between impressions in a session
 
@@ -259,6 +272,17 @@ def build_world(seed_sequence: np.random.SeedSequence,
         item_z_pop=item_z_pop, item_price=item_price, item_quality=item_quality,
         log_price_mean=float(log_price.mean()), log_price_sd=float(log_price.std()))
     return world
+
+
+def scene_share_by_hour(amplitude: float) -> np.ndarray:
+    """Scene mix per country and local clock hour, ``[country, hour, scene]`` (rows sum to
+    1), for a drift amplitude in ``[0, 1]``; amplitude 0 gives ``SCENE_SHARE`` at every hour."""
+    if not 0.0 <= amplitude <= 1.0:
+        raise ValueError(f"domain drift amplitude must be in [0, 1], got {amplitude!r}")
+    hours = np.arange(24)[None, :, None]
+    wave = 1.0 + amplitude * np.cos(2 * np.pi * (hours - SCENE_PEAK_HOUR[:, None, :]) / 24)
+    weights = SCENE_SHARE[:, None, :] * wave
+    return weights / weights.sum(axis=-1, keepdims=True)
 
 
 def domain_names() -> list[str]:

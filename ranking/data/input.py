@@ -13,6 +13,16 @@ The pipeline of :func:`make_dataset`::
       -> split into (features, labels)
       -> prefetch
 
+Training order (``training.order``): ``shuffled`` is the pipeline above. ``time`` and
+``sliding_window`` replace the read/filter/shuffle stages: the split's serialized records are
+read once (deterministically, time filter applied), sorted by ``ts`` and kept in memory (one
+string tensor, the size of the split's records), then yielded in time order (``time``) or
+through a sliding window of ``window_size`` records shuffled inside it (``sliding_window``,
+see :func:`sliding_window_order`), reshuffled every epoch. Seed 000: STAR trains unstably in
+time order because each domain peaks at other hours, so the domain mix of time-ordered batches
+drifts; the window smooths the mix over ``window_size`` recent rows while staying in time order
+at that granularity (an online learner's view of the data).
+
 The time filter drops rows before the full parse (the costly step) and, when training, before
 the shuffle: the buffer holds ``shuffle_buffer`` rows of the split being read and the rows of
 the other splits cost neither a shuffle slot nor a copy. Without a shuffle (evaluation) the
@@ -39,7 +49,7 @@ import tensorflow as tf
 from ranking.data.schema import Schema, SchemaError, check_config, load_schema, parse_spec
 
 __all__ = ["TimeRange", "make_dataset", "split_by_time", "list_files", "max_timestamp",
-           "SAMPLES_GLOB", "TIME_FEATURE", "DAY_SECONDS"]
+           "sliding_window_order", "SAMPLES_GLOB", "TIME_FEATURE", "DAY_SECONDS"]
 
 SAMPLES_GLOB = os.path.join("samples", "part-*.tfrecord*")
 TIME_FEATURE = "ts"
@@ -131,6 +141,59 @@ def _batch_in_range(ds: tf.data.Dataset, time_range: TimeRange, batch_size: int,
             .rebatch(batch_size, drop_remainder=drop_remainder))
 
 
+def _records_in_time_order(files: list[str], time_range: Optional[TimeRange]) -> tf.Tensor:
+    """The serialized records (those in ``time_range``), sorted by ``ts``; ties keep the
+    (deterministic) read order. One string tensor: the split is held in memory."""
+    ds = _read_records(files, shuffle_files=False, seed=None, deterministic=True)
+    if time_range is not None:
+        ds = _filter_by_time(ds, time_range, deterministic=True)
+    chunks = list(ds.batch(_FILTER_CHUNK))
+    if not chunks:
+        return tf.constant([], tf.string)
+    records = tf.concat(chunks, axis=0)
+    ts = tf.io.parse_example(records, {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)})
+    return tf.gather(records, tf.argsort(ts[TIME_FEATURE], stable=True))
+
+
+def sliding_window_order(n, window_size: int, seed) -> tf.Tensor:
+    """A permutation of ``range(n)`` (time ranks) as yielded by a sliding-window buffer.
+
+    Row ``i`` gets the key ``i + window_size * u_i`` with ``u_i ~ U[0, 1)`` (stateless, from
+    ``seed``, a shape-[2] integer tensor) and rows are yielded by key. That is a buffer of
+    ``window_size`` rows fed in time order: when row ``r`` enters, every buffered row with a key
+    below ``r`` is yielded (no later row can have a smaller key, since ``key_j >= j``). A
+    buffered row has ``r - window_size < i <= r`` (its key ``< i + window_size``), so
+
+    * the buffer never holds more than ``window_size`` rows, all of the last ``window_size``;
+    * a row is out of the buffer before a row ``window_size`` or more later enters: rows that
+      far apart keep their time order (time-monotone at the window's granularity);
+    * inside the window the order is random: each row is yielded among its neighbours within
+      ``window_size`` in time, so every batch mixes the domains of the recent rows.
+
+    Returns ``int32 [n]``: the time ranks in the order yielded.
+    """
+    if window_size < 1:
+        raise ValueError(f"window_size must be >= 1, got {window_size!r}")
+    ranks = tf.range(n, dtype=tf.float64)
+    jitter = tf.random.stateless_uniform(tf.shape(ranks), seed, dtype=tf.float64)
+    return tf.argsort(ranks + window_size * jitter, stable=True)
+
+
+def _time_ordered(records: tf.Tensor, training_config, seed: Optional[int]) -> tf.data.Dataset:
+    """Time-sorted records in ``training_config.order`` (``time`` or ``sliding_window``)."""
+    if training_config.order == "time":
+        return tf.data.Dataset.from_tensor_slices(records)
+    window = training_config.window_size
+
+    def epoch(epoch_seed):
+        order = sliding_window_order(tf.shape(records)[0], window, tf.stack([epoch_seed, 0]))
+        return tf.data.Dataset.from_tensor_slices(tf.gather(records, order))
+
+    # One draw per pass over the data: every epoch slides a new shuffle over the same order.
+    return (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+            .flat_map(epoch))
+
+
 def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training: bool,
                  time_range: Optional[TimeRange] = None, batch_size: Optional[int] = None,
                  extra_features: Sequence[str] = (), deterministic: Optional[bool] = None,
@@ -142,8 +205,9 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
       files_or_glob: sample files (see :func:`list_files`).
       schema: the samples' :class:`~ranking.data.schema.Schema`.
       config: a :class:`ranking.config.ExperimentConfig`.
-      training: shuffle files and records (``config.training.shuffle_buffer``); evaluation
-        reads in file order and does not shuffle.
+      training: read in ``config.training.order``: shuffled files and records
+        (``shuffle_buffer``), time order, or time order through a sliding window (module
+        docstring); evaluation reads in file order and does not shuffle.
       time_range: keep only rows with ``time_range.start <= ts < time_range.end``.
       batch_size: defaults to ``config.training.batch_size``.
       extra_features: more schema features to keep in ``features`` (e.g. ``user_id`` for
@@ -182,17 +246,22 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
         raise SchemaError(f"time_range needs the feature {TIME_FEATURE!r}, not in the schema")
 
     files = list_files(files_or_glob)
-    ds = _read_records(files, shuffle_files=training, seed=seed, deterministic=deterministic)
-    if training:
+    if training and config.training.order != "shuffled":
+        ds = _time_ordered(_records_in_time_order(files, time_range), config.training, seed)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    elif training:
+        ds = _read_records(files, shuffle_files=True, seed=seed, deterministic=deterministic)
         if time_range is not None:
             ds = _filter_by_time(ds, time_range, deterministic)
         ds = ds.shuffle(config.training.shuffle_buffer, seed=seed,
                         reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    elif time_range is None:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
-        ds = _batch_in_range(ds, time_range, batch_size, drop_remainder, deterministic)
+        ds = _read_records(files, shuffle_files=False, seed=seed, deterministic=deterministic)
+        if time_range is None:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            ds = _batch_in_range(ds, time_range, batch_size, drop_remainder, deterministic)
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)

@@ -1,13 +1,52 @@
 """The config-driven multi-task ranking model on TensorFlow Recommenders.
 
-    features --FeatureEmbedding--> x [B, d] --DCN crosses (optional)--> x' [B, d]
+    features --FeatureEmbedding--> x [B, d], per-feature embeddings, domain index
+             --EPNet (gating epnet/pepnet)--> x [B, d]
+             --DCN crosses (optional)--> x' [B, d]
              --tower--> T task representations
-             --TaskTowers--> T logits --head--> named outputs (probabilities)
+             --PPNet task towers (gating ppnet/pepnet)--> T gated representations
+             --TaskTowers--> T logits (+ STAR auxiliary logits) --head--> named outputs
 
-Every stage is a Keras layer chosen by the experiment config, so scenario layers (DWG, STAR,
-PPNet/EPNet) and delayed-feedback heads plug in as layers without changing this file's flow:
-a tower is anything mapping ``[B, d]`` to a list of T ``[B, h]`` tensors, a head anything
-mapping the T logits to named logits.
+Every stage is a Keras layer chosen by the experiment config, so scenario layers and
+delayed-feedback heads plug in as layers without changing this file's flow: a tower is
+anything mapping ``[B, d]`` (or ``[x, domain_index]`` for the scenario towers) to a list of T
+``[B, h]`` tensors, a head anything mapping the T logits to named logits.
+
+Scenario layers (``model.tower``, ``model.gating``):
+
+* ``dwg`` / ``star`` towers (:mod:`ranking.layers.scenario`) read the domain index of the
+  feature layer (``domain.vocabulary[i]`` -> ``i + 1``); a domain missing from the vocabulary
+  (index 0, e.g. a new country at serving time) goes through the shared weights only. STAR's
+  auxiliary network (``model.star.aux_net``) is fed the domain index and its logit is added
+  to every task's logit before the offsets and the head (Sheng et al., CIKM 2021:
+  ``y = sigmoid(s_main + s_aux)``).
+* ``epnet`` rescales the embedding vector by a Gate NU fed the embeddings of
+  ``model.domain_side_features`` and ``stop_gradient(x)`` (:class:`~ranking.layers.gating.EPNet`).
+* ``ppnet``: the hidden layers of the task towers (``model.task_tower_units``) become one
+  :class:`~ranking.layers.gating.PPNetTower` per task, each hidden layer rescaled by a Gate NU
+  fed the embeddings of ``model.personal_features`` and ``stop_gradient`` of the embedding
+  vector (after EPNet, before the crosses: the paper's general embedding); ``TaskTowers`` then
+  keeps only the logit layers. The gates read the embedding vector, not the tower output, so
+  PPNet composes with every tower (with no tower in between it is the paper's PEPNet layout,
+  :class:`~ranking.layers.gating.PEPNet`).
+* ``pepnet``: both.
+
+Losses (``tasks[].loss``): ``bce``, ``focal`` (:class:`~ranking.losses.BinaryFocalLoss`) or
+``bce_pairwise_auc`` (:class:`~ranking.losses.BCEWithPairwiseAUCLoss`), all from the logit.
+The total is :class:`~ranking.losses.FixedTaskWeighting` (``sum_t w_t L_t``) or
+:class:`~ranking.losses.UncertaintyWeighting` (``training.task_weighting``).
+
+Masked tasks (``mask_label``, e.g. CVR on clicked rows). ``tfrs.tasks.Ranking`` hands the mask
+to the Keras loss as ``sample_weight``, and Keras' ``SUM_OVER_BATCH_SIZE`` reduction divides
+by the batch size ``B``, not by the number of masked-in rows: ``(1/B) sum_i m_i l_i``, which is
+``(sum_i m_i / B)`` times the masked mean (CTR times the CVR loss). ``mask_normalization:
+batch`` keeps that (the default, so existing configs train as before); ``masked`` passes the
+weights ``w_i = m_i B / sum_j m_j`` instead (:func:`masked_mean_weights`), so that
+``(1/B) sum_i w_i l_i = sum_i m_i l_i / sum_j m_j``, the mean over the masked-in rows, the
+same value as :func:`ranking.losses.masked_mean` (0 when a batch has none). The pairwise AUC
+term weighs pair ``(i, j)`` by ``w_i w_j`` normalized by the sum of those weights and AUC
+metrics are invariant to a common factor, so the rescaling changes only the cross-entropy
+mean.
 
 Heads and the task each trains:
 
@@ -18,8 +57,8 @@ Heads and the task each trains:
   cross-entropy on the *logit of the product*, ``log p - log(1 - p)`` computed in log space
   (:func:`~ranking.layers.heads.esmm.ctcvr_logit`), so it never takes ``log 0``.
 
-Each task is a ``tfrs.tasks.Ranking`` with a from-logits cross-entropy and an AUC metric; the
-model's loss is the weighted sum of the task losses.
+Each task is a ``tfrs.tasks.Ranking`` with its from-logits loss and an AUC metric; the
+model's loss combines the task losses as ``training.task_weighting`` says.
 
 Optimizer: ``compile`` runs a plain ``tf.keras.optimizers.Adam`` with TensorFlow's fused Adam
 kernel (:class:`FusedAdam`): the same update, one pass over each variable and its two slots.
@@ -41,11 +80,16 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranking.config import ESMM_CTCVR_TASK, ESMM_CTR_TASK, ESMM_CVR_TASK, ExperimentConfig
+from ranking.config import (DOMAIN_TOWERS, ESMM_CTCVR_TASK, ESMM_CTR_TASK, ESMM_CVR_TASK,
+                            ExperimentConfig, TaskConfig)
 from ranking.data.schema import Schema
-from ranking.features.embedding import DENSE, FeatureEmbedding
+from ranking.features.embedding import DENSE, DOMAIN_INDEX, EMBEDDINGS, FeatureEmbedding
 from ranking.layers import MMoE, PLE, SharedBottom, TaskTowers
+from ranking.layers.gating import EPNet, PPNetTower
 from ranking.layers.heads.esmm import ctcvr_logit
+from ranking.layers.scenario import DWGTower, StarAuxiliaryNet, StarTower
+from ranking.losses import (BCEWithPairwiseAUCLoss, BinaryFocalLoss, FixedTaskWeighting,
+                            UncertaintyWeighting)
 
 ESMM_TOWERS = (ESMM_CTR_TASK, ESMM_CVR_TASK)
 
@@ -103,8 +147,17 @@ def fused_optimizer(optimizer):
 
 
 def build_tower(config: ExperimentConfig, num_towers: int) -> tf.keras.layers.Layer:
-    """The multi-task tower layer named by ``model.tower``."""
+    """The multi-task tower layer named by ``model.tower`` (the ``dwg`` and ``star`` towers
+    are called on ``[x, domain_index]``, the others on ``x``)."""
     m = config.model
+    num_domains = len(config.domain.vocabulary)
+    if m.tower == "dwg":
+        d = m.dwg_options
+        return DWGTower(num_towers, m.bottom_units, num_domains, mode=d.mode, rank=d.rank,
+                        shrinkage_k=d.shrinkage_k, dropout=m.dropout, name="tower")
+    if m.tower == "star":
+        return StarTower(num_towers, m.bottom_units, num_domains, dropout=m.dropout,
+                         partitioned_norm=m.star_options.partitioned_norm, name="tower")
     if m.tower == "shared_bottom":
         return SharedBottom(num_towers, m.bottom_units, dropout=m.dropout, name="tower")
     if m.tower == "mmoe":
@@ -114,6 +167,55 @@ def build_tower(config: ExperimentConfig, num_towers: int) -> tf.keras.layers.La
         return PLE(num_towers, m.levels, m.shared_experts, m.task_experts, m.expert_units,
                    expert_dropout=m.dropout, name="tower")
     raise ValueError(f"model.tower: unknown tower {m.tower!r}")
+
+
+def build_star_aux_net(config: ExperimentConfig, num_towers: int):
+    """STAR's auxiliary domain network (one logit per tower), or None."""
+    m = config.model
+    if m.tower != "star" or not m.star_options.aux_net:
+        return None
+    s = m.star_options
+    return StarAuxiliaryNet(len(config.domain.vocabulary), num_tasks=num_towers,
+                            embedding_dim=s.aux_embedding_dim, units=s.aux_net_units,
+                            dropout=m.dropout, name="star_aux_net")
+
+
+def build_ppnet_towers(config: ExperimentConfig, names) -> list | None:
+    """One :class:`PPNetTower` per task tower (its hidden layers ``task_tower_units``), or
+    None. Gate inputs are passed whole (``gate_with_input=False``): the model concatenates the
+    personal embeddings with the stop-gradient of the embedding vector itself, since the
+    towers' own input is the tower output."""
+    m = config.model
+    if not m.gates_task_towers:
+        return None
+    return [PPNetTower(1, m.task_tower_units, m.gate_hidden_units, gate_with_input=False,
+                       dropout=m.dropout, name=f"ppnet_{name}") for name in names]
+
+
+def task_loss(task: TaskConfig) -> tf.keras.losses.Loss:
+    """The Keras loss (from logits) named by ``task.loss``."""
+    if task.loss == "focal":
+        f = task.focal_options
+        return BinaryFocalLoss(gamma=f.gamma, alpha=f.alpha)
+    if task.loss == "bce_pairwise_auc":
+        p = task.pairwise_auc_options
+        return BCEWithPairwiseAUCLoss(pairwise_weight=p.weight, tau=p.tau,
+                                      surrogate=p.surrogate)
+    return tf.keras.losses.BinaryCrossentropy(from_logits=True)
+
+
+def build_task_weighting(config: ExperimentConfig) -> tf.keras.layers.Layer:
+    """Combines the task losses (in ``config.tasks`` order) into the total."""
+    if config.training.task_weighting == "uncertainty":
+        return UncertaintyWeighting(len(config.tasks), name="task_weighting")
+    return FixedTaskWeighting([t.weight for t in config.tasks], name="task_weighting")
+
+
+def masked_mean_weights(mask: tf.Tensor) -> tf.Tensor:
+    """``mask * B / sum(mask)`` (0 when the mask sums to 0): sample weights under which
+    Keras' batch-size mean is the mean over the masked-in rows (module docstring)."""
+    batch = tf.cast(tf.size(mask), mask.dtype)
+    return tf.math.divide_no_nan(mask * batch, tf.reduce_sum(mask))
 
 
 def tower_names(config: ExperimentConfig) -> tuple[str, ...]:
@@ -157,19 +259,25 @@ class MultiTaskRanker(tfrs.models.Model):
         self.crosses = [tfrs.layers.dcn.Cross(projection_dim=m.cross_projection_dim,
                                               name=f"cross_{i}")
                         for i in range(m.cross_layers)]
+        self.epnet = EPNet(m.gate_hidden_units, name="epnet") if m.gates_embedding else None
         self.tower = build_tower(config, len(self._towers))
-        self.task_towers = TaskTowers(len(self._towers), m.task_tower_units,
-                                      dropout=m.dropout, name="task_towers")
+        self.ppnet_towers = build_ppnet_towers(config, self._towers)
+        # With PPNet the hidden layers live in the gated towers; TaskTowers keeps the logits.
+        self.task_towers = TaskTowers(
+            len(self._towers), () if self.ppnet_towers else m.task_tower_units,
+            dropout=m.dropout, name="task_towers")
+        self.star_aux_net = build_star_aux_net(config, len(self._towers))
         # Post-training calibration (ranking.calibration): added to each tower's logit,
         # zero until fitted; part of the exported graph.
         self.logit_offsets = {name: tf.Variable(0.0, trainable=False, name=f"{name}_offset")
                               for name in self._towers}
         self.tasks = {
             t.name: tfrs.tasks.Ranking(
-                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                loss=task_loss(t),
                 metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{t.name}_auc")],
                 name=t.name)
             for t in config.tasks}
+        self.task_weighting = build_task_weighting(config)
 
     def compile(self, optimizer="rmsprop", **kwargs):
         """``tf.keras.Model.compile``; a plain Adam runs with the fused update
@@ -184,16 +292,42 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def logits(self, features, training=None) -> dict[str, tf.Tensor]:
         """``{output name: float32 [B] logit}``."""
-        x0 = x = self.embedding(features)[DENSE]
+        embedded = self.embedding(features)
+        domain = embedded[DOMAIN_INDEX]
+        x = embedded[DENSE]
+        if self.epnet is not None:
+            x = self.epnet([x, self._embeddings(embedded, self.config.model.domain_side_features)])
+        x0 = x
         for cross in self.crosses:
             x = cross(x0, x)
-        representations = self.tower(x, training=training)
+        if self.config.model.tower in DOMAIN_TOWERS:
+            representations = self.tower([x, domain], training=training)
+        else:
+            representations = self.tower(x, training=training)
+        if self.ppnet_towers is not None:
+            prior = self.ppnet_gate_inputs(embedded, x0)
+            representations = [tower([r, prior], training=training)[0]
+                               for tower, r in zip(self.ppnet_towers, representations)]
         logits = self.task_towers(representations, training=training)
+        if self.star_aux_net is not None:
+            aux = self.star_aux_net(domain, training=training)
+            logits = [main + a for main, a in zip(logits, aux)]
         named = {name: tf.squeeze(logit, -1) + self.logit_offsets[name]
                  for name, logit in zip(self._towers, logits)}
         if self.config.model.head == "esmm":
             named[ESMM_CTCVR_TASK] = ctcvr_logit(named[ESMM_CTR_TASK], named[ESMM_CVR_TASK])
         return named
+
+    @staticmethod
+    def _embeddings(embedded, names) -> list[tf.Tensor]:
+        return [embedded[EMBEDDINGS][n] for n in names]
+
+    def ppnet_gate_inputs(self, embedded, x) -> list[tf.Tensor]:
+        """What the PPNet gates read: the personal features' embeddings (trained through the
+        gates) and ``stop_gradient`` of the embedding vector ``x`` (read, not trained: its
+        gradient comes through the towers only, as PPNetTower does with its own input)."""
+        return self._embeddings(embedded, self.config.model.personal_features) + [
+            tf.stop_gradient(x)]
 
     def call(self, features, training=None):
         return {name: tf.sigmoid(logit)
@@ -206,10 +340,17 @@ class MultiTaskRanker(tfrs.models.Model):
         for t in self.config.tasks:
             # [B, 1]: Keras losses average over the last axis, so a [B] input would be reduced
             # to one number before the per-example sample weights could apply.
-            weight = None if t.mask_label is None else labels[t.mask_label][:, None]
-            loss = self.tasks[t.name](labels=labels[t.label][:, None],
-                                      predictions=logits[t.name][:, None],
-                                      sample_weight=weight, training=training,
-                                      compute_metrics=True)
-            losses.append(t.weight * loss)
-        return tf.add_n(losses)
+            losses.append(self.tasks[t.name](labels=labels[t.label][:, None],
+                                             predictions=logits[t.name][:, None],
+                                             sample_weight=self._sample_weight(t, labels),
+                                             training=training, compute_metrics=True))
+        return self.task_weighting(losses)
+
+    @staticmethod
+    def _sample_weight(task: TaskConfig, labels):
+        """The task's per-row weights ``[B, 1]`` (None: every row counts 1); see the module
+        docstring for ``mask_normalization``."""
+        if task.mask_label is None:
+            return None
+        mask = labels[task.mask_label][:, None]
+        return masked_mean_weights(mask) if task.mask_normalization == "masked" else mask
