@@ -183,3 +183,17 @@ def test_missing_required_key_is_named(tmp_path):
     path.write_text("features: {ids: [{name: a, buckets: 3}]}\ntasks: [{name: t, label: click}]\n")
     with pytest.raises(ConfigError, match=r"noname\.yaml: .*name"):
         load_experiment(path)
+
+
+def test_shipped_model_configs_share_the_demo_feature_set():
+    """Benchmarks compare towers on the same inputs: every shipped model config reads the
+    features of ple_esmm.yaml (PPNet configs may add the personal ids they gate on)."""
+    reference = load_experiment(os.path.join(CONFIGS, "ple_esmm.yaml")).features
+    names = [n for n in sorted(os.listdir(CONFIGS)) if n.endswith(".yaml") and n != "pipeline.yaml"]
+    assert len(names) >= 7
+    for name in names:
+        cfg = load_experiment(os.path.join(CONFIGS, name))
+        extra = [f for f in cfg.features.ids if f not in reference.ids]
+        assert all(f.name in cfg.model.personal_features for f in extra), name
+        assert dataclasses.replace(cfg.features, ids=[f for f in cfg.features.ids
+                                                      if f not in extra]) == reference, name
