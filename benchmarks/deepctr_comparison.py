@@ -285,6 +285,9 @@ def our_config(args, mixed_precision: bool):
             "sequences": [{"name": SEQ, "share_embedding_with": ID_NAMES[0], "pooling": "mean"}],
             "crosses": [],
             "numerics": [{"name": n} for n in DENSE_NAMES],
+            "embedding_init": args.embedding_init,
+            "embedding_init_scale": args.embedding_init_scale,
+            "embedding_l2": args.embedding_l2,
         },
         "model": {"tower": "ple", "levels": 2, "shared_experts": 2, "task_experts": 2,
                   "expert_units": [256, 128], "task_tower_units": [64], "head": "independent"},
@@ -415,6 +418,12 @@ def main(argv=None) -> int:
     p.add_argument("--id-encoding", choices=["integer", "hash"], default="integer",
                    help="our ids: integer (the id is the row, as DeepCTR's label-encoded ids) "
                         "or hash (to_hash_bucket_fast into buckets = vocabulary size)")
+    p.add_argument("--embedding-init", choices=["normal", "uniform"], default="normal",
+                   help="our tables' initializer (default normal: DeepCTR's N(0, 1e-4))")
+    p.add_argument("--embedding-init-scale", type=float, default=1e-4,
+                   help="stddev (normal) or bound (uniform; our default config uses 0.05)")
+    p.add_argument("--embedding-l2", type=float, default=1e-5,
+                   help="our tables' L2 penalty (default DeepCTR's l2_reg_embedding 1e-5)")
     p.add_argument("--models", nargs="+", default=["deepctr", "deepctr-hashed", "ours"],
                    choices=["deepctr", "deepctr-hashed", "ours", "ours-fp32"],
                    help="deepctr: raw integer ids; deepctr-hashed: the rows our hashing gives "

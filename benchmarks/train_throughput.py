@@ -57,7 +57,8 @@ import tensorflow as tf  # noqa: E402
 from ranking.config import load_experiment  # noqa: E402
 from ranking.data.input import make_dataset  # noqa: E402
 from ranking.data.schema import load_schema  # noqa: E402
-from ranking.train import build_model, count_rows, sample_files, time_splits  # noqa: E402
+from ranking.data.input import count_rows  # noqa: E402
+from ranking.train import build_model, sample_files, time_splits  # noqa: E402
 
 DEFAULT_DEMO = "/tmp/train_throughput_demo"
 

@@ -178,15 +178,28 @@ class MatchFeature:
 
 @dataclasses.dataclass(frozen=True)
 class FeaturesConfig:
-    """The model's input features by group; an empty group is left out of the model."""
+    """The model's input features by group; an empty group is left out of the model.
+
+    ``embedding_init`` / ``embedding_init_scale``: how the embedding tables start:
+    ``uniform`` in ``[-scale, scale]`` (default 0.05) or ``normal`` with stddev ``scale``
+    (e.g. 1e-4, DeepCTR's default: near-zero rows for ids seen rarely).
+    ``embedding_l2``: L2 penalty ``l2 * sum(w^2)`` on every embedding table, added to the
+    loss (DeepCTR's ``l2_reg_embedding``; 0 = none). It touches every row every step.
+    """
 
     ids: list[IdFeature] = dataclasses.field(default_factory=list)
     sequences: list[SequenceFeature] = dataclasses.field(default_factory=list)
     crosses: list[CrossFeature] = dataclasses.field(default_factory=list)
     numerics: list[NumericFeature] = dataclasses.field(default_factory=list)
     matches: list[MatchFeature] = dataclasses.field(default_factory=list)
+    embedding_init: typing.Literal["uniform", "normal"] = "uniform"
+    embedding_init_scale: float = 0.05
+    embedding_l2: float = 0.0
 
     def __post_init__(self):
+        _finite_at_least("features.embedding_l2", self.embedding_l2, 0.0)
+        _finite_at_least("features.embedding_init_scale", self.embedding_init_scale, 0.0,
+                         strict=True)
         _unique("features", [f.name for g in FEATURE_GROUPS for f in getattr(self, g)])
         ids = [f.name for f in self.ids]
         for i, s in enumerate(self.sequences):

@@ -84,19 +84,16 @@ def write_test_day(samples_dir: str, config, out_dir: str) -> str:
     """The test split's serialized examples, in file order, as one TFRecord file."""
     import tensorflow as tf
 
-    from ranking.data.input import TIME_FEATURE
+    from ranking.data.input import in_range_mask, timestamp_chunks
     from ranking.data.schema import load_schema
 
     test = train.time_splits(load_schema(samples_dir), config).test
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "examples.tfrecord")
-    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in tf.data.TFRecordDataset(train.sample_files(samples_dir)).batch(8192):
-            ts = tf.io.parse_example(batch, spec)[TIME_FEATURE].numpy()
-            for record, t in zip(batch.numpy(), ts):
-                if test.start <= t < test.end:
-                    writer.write(record)
+        for records, ts in timestamp_chunks(train.sample_files(samples_dir)):
+            for record in tf.boolean_mask(records, in_range_mask(ts, test)).numpy():
+                writer.write(record)
     return path
 
 

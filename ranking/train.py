@@ -30,7 +30,8 @@ import yaml
 
 from ranking.calibration import calibrate
 from ranking.config import ExperimentConfig, load_experiment
-from ranking.data.input import DAY_SECONDS, TIME_FEATURE, TimeRange, list_files, make_dataset, split_by_time
+from ranking.data.input import (DAY_SECONDS, TimeRange, count_rows, list_files, make_dataset,
+                                 split_by_time)
 from ranking.data.schema import Schema, load_schema
 from ranking.evaluation import evaluate_model
 from ranking.export import export_model
@@ -73,20 +74,6 @@ def build_model(config: ExperimentConfig, schema: Schema) -> MultiTaskRanker:
 
 def sample_files(data_dir: str) -> list[str]:
     return list_files(os.path.join(data_dir, "samples", "*.tfrecord*"))
-
-
-def count_rows(files, time_range: TimeRange) -> int:
-    """Rows with ``ts`` in ``time_range``: one vectorized scan of the ``ts`` column."""
-    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
-
-    def in_range(serialized):
-        ts = tf.io.parse_example(serialized, spec)[TIME_FEATURE]
-        inside = (ts >= time_range.start) & (ts < time_range.end)
-        return tf.reduce_sum(tf.cast(inside, tf.int64))
-
-    ds = (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).batch(8192)
-          .map(in_range, num_parallel_calls=tf.data.AUTOTUNE))
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda a, b: a + b).numpy())
 
 
 def fit(model: MultiTaskRanker, files, schema: Schema, config: ExperimentConfig,

@@ -108,15 +108,30 @@ def _read_records(files: list[str], *, shuffle_files: bool, seed: Optional[int],
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
+def parse_timestamps(serialized: tf.Tensor) -> tf.Tensor:
+    """``[n]`` serialized samples -> their ``ts`` ``[n]`` int64 (nothing else is parsed)."""
+    return tf.io.parse_example(
+        serialized, {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)})[TIME_FEATURE]
+
+
+def in_range_mask(ts: tf.Tensor, time_range: TimeRange) -> tf.Tensor:
+    return (ts >= int(time_range.start)) & (ts < int(time_range.end))
+
+
+def timestamp_chunks(files_or_glob: FilesOrGlob, chunk: int = 8192) -> tf.data.Dataset:
+    """``(serialized [n], ts [n])`` chunks of the sample files, in file order: the scans that
+    need only ``ts`` (counting rows, the latest time, cutting a split out) parse nothing else."""
+    files = list_files(files_or_glob)
+    return (tf.data.TFRecordDataset(files, compression_type=_compression(files))
+            .batch(chunk).map(lambda s: (s, parse_timestamps(s))))
+
+
 def _keep_in_range(time_range: TimeRange):
-    """Chunk of serialized records -> the records with ``ts`` in ``time_range`` (only ``ts``
-    is parsed)."""
-    start, end = int(time_range.start), int(time_range.end)
-    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
+    """Chunk of serialized records -> the records with ``ts`` in ``time_range``."""
 
     def keep(serialized):
-        ts = tf.io.parse_example(serialized, spec)[TIME_FEATURE]
-        return tf.boolean_mask(serialized, (ts >= start) & (ts < end))
+        return tf.boolean_mask(serialized,
+                               in_range_mask(parse_timestamps(serialized), time_range))
 
     return keep
 
@@ -151,8 +166,7 @@ def _records_in_time_order(files: list[str], time_range: Optional[TimeRange]) ->
     if not chunks:
         return tf.constant([], tf.string)
     records = tf.concat(chunks, axis=0)
-    ts = tf.io.parse_example(records, {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)})
-    return tf.gather(records, tf.argsort(ts[TIME_FEATURE], stable=True))
+    return tf.gather(records, tf.argsort(parse_timestamps(records), stable=True))
 
 
 def sliding_window_order(n, window_size: int, seed) -> tf.Tensor:
@@ -288,17 +302,19 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
 
 def max_timestamp(files_or_glob: FilesOrGlob) -> int:
     """Largest ``ts`` over the sample files (one vectorized scan)."""
-    files = list_files(files_or_glob)
-    spec = {TIME_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
-    ds = (tf.data.TFRecordDataset(files, compression_type=_compression(files),
-                                  num_parallel_reads=min(len(files), 4))
-          .batch(8192)
-          .map(lambda s: tf.reduce_max(tf.io.parse_example(s, spec)[TIME_FEATURE]),
-               num_parallel_calls=tf.data.AUTOTUNE))
-    best = ds.reduce(tf.constant(-(2 ** 62), tf.int64), tf.maximum).numpy()
-    if best == -(2 ** 62):
-        raise ValueError(f"no samples in {files}")
+    lowest = tf.constant(-(2 ** 62), tf.int64)
+    best = timestamp_chunks(files_or_glob).reduce(
+        lowest, lambda acc, chunk: tf.maximum(acc, tf.reduce_max(chunk[1]))).numpy()
+    if best == lowest:
+        raise ValueError(f"no samples in {list_files(files_or_glob)}")
     return int(best)
+
+
+def count_rows(files_or_glob: FilesOrGlob, time_range: TimeRange) -> int:
+    """Rows with ``ts`` in ``time_range`` (one vectorized scan of the ``ts`` column)."""
+    return int(timestamp_chunks(files_or_glob).reduce(
+        tf.constant(0, tf.int64), lambda acc, chunk: acc + tf.reduce_sum(
+            tf.cast(in_range_mask(chunk[1], time_range), tf.int64))).numpy())
 
 
 def split_by_time(source: Union[str, os.PathLike, Schema], test_days: int = 1, *,

@@ -158,20 +158,28 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return sum(self.embedding_dims.values()) + len(f.numerics) + len(f.matches)
 
     def build(self, input_shape=None):
+        kind, scale = (self.features_config.embedding_init,
+                       self.features_config.embedding_init_scale)
+
         def init():  # a fresh initializer per table: a reused unseeded one repeats its values
-            return tf.keras.initializers.RandomUniform(-0.05, 0.05)
+            if kind == "normal":
+                return tf.keras.initializers.RandomNormal(0.0, scale)
+            return tf.keras.initializers.RandomUniform(-scale, scale)
 
         # Not autocast: under a mixed policy the rows are gathered and pooled in float32 and only
         # the concatenated result is cast (a gather from an autocast table casts every gathered
         # row of every sequence entry, and the pooling would run in the low precision).
+        l2 = self.features_config.embedding_l2
+        regularizer = tf.keras.regularizers.L2(l2) if l2 else None
         for f in self.features_config.ids:
             self.tables[f.name] = self.add_weight(
                 name=f"{f.name}_embedding", shape=(f.buckets, f.dim), initializer=init(),
-                trainable=True, experimental_autocast=False)
+                regularizer=regularizer, trainable=True, experimental_autocast=False)
         for c in self.features_config.crosses:
             self.tables[c.name] = self.add_weight(
                 name=f"{c.name}_embedding", shape=(self._cross_buckets[c.name], c.dim),
-                initializer=init(), trainable=True, experimental_autocast=False)
+                initializer=init(), regularizer=regularizer, trainable=True,
+                experimental_autocast=False)
         super().build(input_shape)
 
     def embedding_table(self, name: str) -> tf.Variable:

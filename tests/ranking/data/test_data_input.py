@@ -9,8 +9,8 @@ from pipelines.config import SampleConfig, from_mapping
 from pipelines.samples.example import encode, sample_schema, schema_json
 from pipelines.samples.labels import LABELS
 from ranking.config import experiment_from_mapping
-from ranking.data.input import (DAY_SECONDS, TimeRange, list_files, make_dataset,
-                                max_timestamp, split_by_time)
+from ranking.data.input import (DAY_SECONDS, TimeRange, count_rows, list_files, make_dataset,
+                                max_timestamp, split_by_time, timestamp_chunks)
 from ranking.data.schema import SchemaError, load_schema
 
 L, K = 4, 3
@@ -172,6 +172,13 @@ def test_split_by_time_puts_rows_in_the_right_split(tmp_path, samples):
 def test_split_by_time_reference_max_ts_and_mid_day_observe_at(tmp_path, samples):
     schema = write(tmp_path, samples[:15])  # rows up to day 1 only
     assert max_timestamp(tmp_path) == samples[14]["ts"]
+    day1 = TimeRange(DAY0 + DAY_SECONDS, DAY0 + 2 * DAY_SECONDS)
+    assert count_rows(tmp_path, day1) == sum(day1.start <= s["ts"] < day1.end
+                                             for s in samples[:15]) > 0
+    chunks = list(timestamp_chunks(tmp_path, chunk=4))
+    assert [len(r) for r, _ in chunks] == [4, 4, 4, 3]
+    assert [t for _, ts in chunks for t in ts.numpy().tolist()] == [
+        s["ts"] for s in samples[:15]]
     _, test_range = split_by_time(tmp_path, reference="max_ts")
     assert test_range == TimeRange(DAY0 + DAY_SECONDS, DAY0 + 2 * DAY_SECONDS)
     # observe_at is end of day 2 in the schema: the test day is day 2, whatever the rows

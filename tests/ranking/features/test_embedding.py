@@ -275,3 +275,34 @@ def test_match_counts_golden():
         FeatureEmbedding(from_mapping(FeaturesConfig, {
             "matches": [{"sequence": "nope", "target": "item_id"}]}, "features"), SCHEMA,
             DomainConfig())
+
+
+def test_embedding_init_options():
+    """uniform(scale) stays inside [-scale, scale]; normal(scale) has stddev ~ scale."""
+    base = {"ids": [{"name": "item_id", "buckets": 4000, "dim": 8}]}
+    uniform = FeatureEmbedding(from_mapping(FeaturesConfig, dict(
+        base, embedding_init_scale=0.01), "features"), SCHEMA, DomainConfig())
+    uniform.build(None)
+    table = uniform.tables["item_id"].numpy()
+    assert np.abs(table).max() <= 0.01 and np.abs(table).max() > 0.009
+    normal = FeatureEmbedding(from_mapping(FeaturesConfig, dict(
+        base, embedding_init="normal", embedding_init_scale=1e-4), "features"), SCHEMA,
+        DomainConfig())
+    normal.build(None)
+    std = normal.tables["item_id"].numpy().std()
+    assert 0.95e-4 < std < 1.05e-4  # 32,000 draws: the sample stddev is within 1%
+    with pytest.raises(Exception, match=r"features\.embedding_init_scale must be a finite "
+                                        r"number > 0, got 0"):
+        from_mapping(FeaturesConfig, dict(base, embedding_init_scale=0), "features")
+
+
+def test_embedding_l2_is_a_layer_loss_over_every_table():
+    features = from_mapping(FeaturesConfig, dict(
+        ids=[{"name": "user_id", "buckets": 7, "dim": 3}],
+        crosses=[{"name": "cross_x", "dim": 2}], embedding_l2=1e-3), "features")
+    layer = _layer(features, DomainConfig())
+    # hand-set rows: row r of width d is [r + 1, 10 (r + 1), 100 (r + 1)][:d]
+    squares = sum(float(np.sum(t.numpy() ** 2)) for t in layer.tables.values())
+    assert len(layer.losses) == 2
+    np.testing.assert_allclose(float(tf.add_n(layer.losses)), 1e-3 * squares, rtol=1e-6)
+    assert _layer(FEATURES).losses == []
