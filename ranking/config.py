@@ -159,21 +159,27 @@ class MatchFeature:
     graph (e.g. how many of the user's recent impressions were of the candidate's category).
 
     A count of equal entries is a dot product an MLP would otherwise have to learn from the
-    pooled embeddings of the sequence and the target. ``""`` entries never match. Named
-    ``match_<sequence>_<target>``; ``transform`` as for numerics (``log1p`` by default).
+    pooled embeddings of the sequence and the target. ``""`` entries never match. ``length``
+    counts over the first (most recent) ``length`` entries only: recent and longer-term
+    matches as separate inputs. Named ``match_<sequence>_<target>`` (``..._<length>``);
+    ``transform`` as for numerics (``log1p`` by default).
     """
 
     sequence: str
     target: str
     transform: typing.Literal["none", "log1p"] = "log1p"
+    length: typing.Optional[int] = None
 
     @property
     def name(self) -> str:
-        return f"match_{self.sequence}_{self.target}"
+        suffix = "" if self.length is None else f"_{self.length}"
+        return f"match_{self.sequence}_{self.target}{suffix}"
 
     def __post_init__(self):
         _nonempty_name("features.matches[].sequence", self.sequence)
         _nonempty_name("features.matches[].target", self.target)
+        if self.length is not None:
+            _positive(f"features.matches[{self.name!r}].length", self.length)
 
 
 @dataclasses.dataclass(frozen=True)

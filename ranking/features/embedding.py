@@ -42,11 +42,14 @@ def _flat(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
-def _match_count(sequence, target, transform: str) -> tf.Tensor:
-    """``[B]`` float32: how many non-``""`` entries of ``sequence`` equal ``target``."""
+def _match_count(sequence, target, transform: str, length=None) -> tf.Tensor:
+    """``[B]`` float32: how many non-``""`` entries of ``sequence`` (its first ``length``)
+    equal ``target``."""
     sequence = tf.convert_to_tensor(sequence)
     if sequence.shape.rank is not None and sequence.shape.rank < 2:
         sequence = tf.reshape(sequence, [-1, 1])
+    if length is not None:
+        sequence = sequence[:, :length]
     target = _flat(tf.convert_to_tensor(target))
     hits = tf.equal(sequence, target[:, None]) & tf.not_equal(sequence, "")
     count = tf.reduce_sum(tf.cast(hits, tf.float32), axis=1)
@@ -237,7 +240,8 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 x = tf.sign(x) * tf.math.log1p(tf.abs(x))
             columns.append(x)
         for m in f.matches:
-            columns.append(_match_count(features[m.sequence], features[m.target], m.transform))
+            columns.append(_match_count(features[m.sequence], features[m.target], m.transform,
+                                        m.length))
         if columns:
             numerics = tf.stack(columns, axis=1)
         else:

@@ -258,17 +258,21 @@ def test_match_counts_golden():
         "numerics": [{"name": "price", "transform": "none"}],
         "matches": [{"sequence": "seq_item_ids", "target": "item_id"},
                     {"sequence": "last_click_item_id", "target": "item_id",
-                     "transform": "none"}]}, "features")
+                     "transform": "none"},
+                    {"sequence": "seq_item_ids", "target": "item_id", "transform": "none",
+                     "length": 1}]}, "features")
     assert features.input_names == ["item_id", "price", "seq_item_ids", "last_click_item_id"]
     assert [m.name for m in features.matches] == ["match_seq_item_ids_item_id",
-                                                 "match_last_click_item_id_item_id"]
+                                                 "match_last_click_item_id_item_id",
+                                                 "match_seq_item_ids_item_id_1"]
     layer = _layer(features, DomainConfig())
     out = layer(INPUTS)
     # item_id p1 p2 p3 p9; seq [p1 p2 ""] [""...] [p3 p3 p7] [p5 "" ""]; last p1 "" p3 p5
+    # the last column counts the first entry only: p3 vs [p3] in row 2, p1 vs [p1] in row 0
     np.testing.assert_allclose(out["numerics"].numpy(), [
-        [0.0, math.log(2), 1], [0.0, 0.0, 0], [3.0, math.log(3), 1], [-2.0, 0.0, 0]],
-        rtol=1e-6)
-    assert layer.output_dim == 2 + 3 == out["dense"].shape[1]
+        [0.0, math.log(2), 1, 1], [0.0, 0.0, 0, 0], [3.0, math.log(3), 1, 1],
+        [-2.0, 0.0, 0, 0]], rtol=1e-6)
+    assert layer.output_dim == 2 + 4 == out["dense"].shape[1]
     empty_target = dict(INPUTS, item_id=tf.constant(["", "", "", ""]))
     assert np.all(layer(empty_target)["numerics"].numpy()[:, 1:] == 0)  # "" never matches
     with pytest.raises(SchemaError, match=r"features\.matches\[0\]\.sequence: feature 'nope'"):
