@@ -6,10 +6,11 @@ Stages (each a transform below):
      each click by ``(user, time bucket)``: one fused step;
   2. per user-bucket, a history summary (counts, last K impressions, last L clicks),
      pre-combined per bundle and then across bundles; per user, the carry-in of each bucket
-     (the summary of all earlier buckets): small data;
-  3. one shuffle by user-bucket of impressions, clicks, carry-ins and (simulated data) truth
-     rows; per group: sort, merge, point-in-time sequences and counts; hashed crosses
-     computed in batches with the model's own TensorFlow op; labels as observed at
+     (the summary of all earlier buckets) and, with the ``category_purchase`` label, its
+     carry-out (the user's known pays its impressions' windows may hold): small data;
+  3. one shuffle by user-bucket of impressions, clicks, carry-ins, carry-outs and (simulated
+     data) truth rows; per group: sort, merge, point-in-time sequences and counts; hashed
+     crosses computed in batches with the model's own TensorFlow op; labels as observed at
      ``observe_at``;
   4. write sharded TFRecords of ``tf.train.Example``, the dead letter, ``schema.json``;
      the CLI adds ``summary.json`` with the counters.
@@ -27,6 +28,9 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines.config import SampleConfig
 from pipelines.io.readers import RawRecord, read_records
 from pipelines.samples import example as example_lib
+from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
+from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
+                                                 pays_by_bucket)
 from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats, day_of
 from pipelines.samples.labels import LABELS, observed_labels
 from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryLengths,
@@ -35,7 +39,7 @@ from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryL
 from pipelines.schema.raw_log import Impression, InvalidRow, parse_row
 
 NAMESPACE = "samples"
-DEAD_LETTER, HISTORIES, ITEM_DAYS = "dead_letter", "histories", "item_days"
+DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
 # A bundle's history summaries are emitted when this many user-buckets are open (bounds the
 # memory of a bundle of many files).
 MAX_OPEN_HISTORIES = 50_000
@@ -76,19 +80,23 @@ class ReadValidateKey(beam.DoFn):
     """File path -> keyed events of its valid rows; bad rows -> dead letter (tag DEAD_LETTER).
 
     One fused step, because each Beam step costs a few microseconds per element, as much as
-    the work itself. Outputs, all keyed by ``(user_id, time bucket)``:
+    the work itself. Outputs, keyed by ``(user_id, time bucket)`` but PAYS:
       main: ``("i", impression payload)`` per observable impression (``ts < observe_at``)
         and ``("c", click)`` per click known at ``observe_at``, bucketed by ``click_ts``;
       HISTORIES: per user-bucket, the :class:`History` summary of this bundle's impressions
         and clicks in it (pre-combined here: one element per user-bucket, not per event);
-      ITEM_DAYS: per (item, day), this bundle's impressions and clicks of the item that day.
+      ITEM_DAYS: per (item, day), this bundle's impressions and clicks of the item that day;
+      PAYS (with ``emit_pays``): ``(user_id, (pay_ts, category_id))`` per pay known at
+        ``observe_at``, for the ``category_purchase`` label (keyed by user alone: the
+        per-user step sends each pay to the buckets whose windows hold it).
     The impression payload is a plain tuple (Beam's fast coder), the Impression minus
     ``user_id`` (in the key) with the extra columns' values only.
     """
 
     def __init__(self, input_format: str, extra_pairs, observe_at: int, bucket_seconds: int,
-                 lengths: HistoryLengths):
+                 lengths: HistoryLengths, emit_pays: bool = False):
         self._read = ReadRecords(input_format)
+        self._emit_pays = emit_pays
         self._lengths = lengths
         self._extras = extra_pairs
         self._observe_at = observe_at
@@ -123,6 +131,10 @@ class ReadValidateKey(beam.DoFn):
         self._histories.add_impression(key, (imp.ts, imp.item_id, imp.category_id))
         self._item_days.add(imp.item_id, imp.ts, 0)
         yield key, ("i", impression_payload(imp))
+        if self._emit_pays:
+            pay = known_pay(imp, self._observe_at)
+            if pay is not None:
+                yield beam.pvalue.TaggedOutput(PAYS, (imp.user_id, pay))
         if imp.click_ts is not None and imp.click_ts < self._observe_at:
             click_key = (imp.user_id, bucket_of(imp.click_ts, self._bucket_seconds))
             click = (imp.click_ts, imp.item_id, imp.category_id)
@@ -171,8 +183,11 @@ class BuildSamples(beam.DoFn):
         self._encode_rest = example_lib.make_features_encoder(
             [f for f in specs if f.name not in seq_names])
         self._extra_names = tuple(c.name for c in config.extra_columns)
+        purchase = config.category_purchase
+        self._purchase_window = purchase.window_seconds if purchase.enabled else None
         self._written = _counter("samples_written")
-        self._positives = {n: _counter(f"label.{n}") for n in LABELS}
+        self._positives = {n: _counter(f"label.{n}") for n in LABELS + (
+            (CATEGORY_PURCHASE,) if purchase.enabled else ())}
 
     def setup(self):
         from ranking.features import crossing  # TensorFlow, imported on the worker
@@ -184,7 +199,7 @@ class BuildSamples(beam.DoFn):
 
     def process(self, keyed_events, item_stats):
         (user_id, _), events = keyed_events
-        impressions, clicks, carry, truth = [], [], EMPTY_HISTORY, {}
+        impressions, clicks, carry, truth, pays = [], [], EMPTY_HISTORY, {}, []
         for tag, value in events:
             if tag == "i":
                 impressions.append(value)
@@ -192,6 +207,8 @@ class BuildSamples(beam.DoFn):
                 clicks.append(value)
             elif tag == "t":
                 truth[value[0]] = value[1]
+            elif tag == "p":
+                pays.extend(value)
             else:
                 carry = value
         if not impressions:  # truth rows of impressions at or after observe_at
@@ -203,6 +220,8 @@ class BuildSamples(beam.DoFn):
         exposures, imp_counts = point_in_time(
             imp_ts, [(imp[5], imp[1], imp[2]) for imp in impressions], carry.impression_tail,
             carry.impressions, self._config.sequence.impression_length)
+        purchases = None if self._purchase_window is None else category_purchase_labels(
+            [(imp[5], imp[2]) for imp in impressions], pays, self._purchase_window)
         encoded: dict[int, _EncodedSequence] = {}  # by id(): equal sequences share a list
         names = self._extra_names
         for i, (payload, sequence) in enumerate(zip(impressions, sequences)):
@@ -213,6 +232,8 @@ class BuildSamples(beam.DoFn):
             sample["item_imp_count"], sample["item_click_count"] = item_stats.get(
                 (imp.item_id, day_of(imp.ts)), (0, 0))
             sample.update(self._history_features(exposures[i], imp_counts[i], click_counts[i]))
+            if purchases is not None:
+                sample[CATEGORY_PURCHASE] = purchases[i]
             self._buffer.append((sample, seq))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
@@ -335,10 +356,10 @@ class BuildSampleSet(beam.PTransform):
         read = (paths | "ShuffleFiles" >> beam.Reshuffle()
                 | "ReadValidateKey" >> beam.ParDo(ReadValidateKey(
                     cfg.input_format, cfg.extra_pairs, self._observe_at, bucket_seconds,
-                    history_lengths(cfg)))
-                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, main="events"))
+                    history_lengths(cfg), emit_pays=cfg.category_purchase.enabled))
+                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, main="events"))
         item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
-        parts = [read.events, self._carry_ins(read[HISTORIES])]
+        parts = [read.events, self._carry_ins(read[HISTORIES], read[PAYS])]
         if self._truth_paths:
             parts.append(paths.pipeline | "TruthFiles" >> beam.Create(self._truth_paths)
                          | "ReadTruth" >> beam.ParDo(KeyTruth(bucket_seconds)))
@@ -349,13 +370,20 @@ class BuildSampleSet(beam.PTransform):
                        item_stats=beam.pvalue.AsDict(item_stats)))
         return {"samples": samples, "dead_letter": read[DEAD_LETTER]}
 
-    def _carry_ins(self, histories):
-        """Per user-bucket with impressions: ``("carry", History of all earlier buckets)``."""
+    def _carry_ins(self, histories, pays):
+        """Per user-bucket with impressions: ``("carry", History of all earlier buckets)``;
+        with the category_purchase label also ``("p", pays)``, its carry-out."""
         lengths = history_lengths(self._config)
-        return (histories | "MergeHistories" >> beam.CombinePerKey(MergeHistoriesFn(lengths))
-                | "HistoryByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-                | "GroupUser" >> beam.GroupByKey()
-                | "CarryIns" >> beam.FlatMap(_carry_ins_of_user, lengths))
+        by_user = (histories | "MergeHistories" >> beam.CombinePerKey(MergeHistoriesFn(lengths))
+                   | "HistoryByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+        purchase = self._config.category_purchase
+        if not purchase.enabled:
+            return (by_user | "GroupUser" >> beam.GroupByKey()
+                    | "CarryIns" >> beam.FlatMap(_carry_ins_of_user, lengths))
+        return ({HISTORIES: by_user, PAYS: pays} | "GroupUser" >> beam.CoGroupByKey()
+                | "CarryInsAndOuts" >> beam.FlatMap(
+                    _carry_ins_and_outs_of_user, lengths, purchase.window_seconds,
+                    self._config.sequence.bucket_seconds))
 
 
 def history_lengths(config: SampleConfig) -> HistoryLengths:
@@ -367,6 +395,16 @@ def _carry_ins_of_user(kv, lengths: HistoryLengths):
     for bucket, carry in carry_ins(histories, lengths):
         if carry.impressions or carry.clicks:
             yield (user, bucket), ("carry", carry)
+
+
+def _carry_ins_and_outs_of_user(kv, lengths: HistoryLengths, window_seconds: int,
+                                bucket_seconds: int):
+    user, grouped = kv
+    histories = list(grouped[HISTORIES])
+    yield from _carry_ins_of_user((user, histories), lengths)
+    buckets = [bucket for bucket, history in histories if history.impressions]
+    for bucket, pays in pays_by_bucket(buckets, grouped[PAYS], window_seconds, bucket_seconds):
+        yield (user, bucket), ("p", pays)
 
 
 def dead_letter_line(record: dict) -> str:

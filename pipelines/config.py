@@ -58,6 +58,30 @@ class ItemStatsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CategoryPurchaseConfig:
+    """The auxiliary label ``category_purchase`` (:mod:`pipelines.samples.category_purchase`):
+    the user paid for an item of the impression's category within ``window_days`` after it.
+
+    Attributes:
+      enabled: emit the label (one more int64 label per sample). Off by default so that the
+        built-in schema stays the four labels; ``configs/pipeline.yaml`` turns it on.
+      window_days: W: a pay counts if ``ts < pay_ts <= ts + W days``.
+    """
+
+    enabled: bool = False
+    window_days: int = 7
+
+    def __post_init__(self):
+        if self.window_days < 1:
+            raise ConfigError(
+                f"category_purchase.window_days must be >= 1, got {self.window_days!r}")
+
+    @property
+    def window_seconds(self) -> int:
+        return self.window_days * 86400
+
+
+@dataclasses.dataclass(frozen=True)
 class CrossConfig:
     """Hash-bucket counts of the sequence x target crosses."""
 
@@ -77,6 +101,8 @@ class SampleConfig:
     sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
     crosses: CrossConfig = dataclasses.field(default_factory=CrossConfig)
     item_stats: ItemStatsConfig = dataclasses.field(default_factory=ItemStatsConfig)
+    category_purchase: CategoryPurchaseConfig = dataclasses.field(
+        default_factory=CategoryPurchaseConfig)
     extra_columns: list[ExtraColumn] = dataclasses.field(default_factory=list)
     input_format: typing.Literal["auto", "csv", "jsonl", "parquet"] = "auto"
     num_shards: int = 0  # 0: let the runner choose

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from pipelines.config import SampleConfig
+from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.labels import EVENT_TS, LABELS, UNKNOWN_TS
 
 PAD_STRING = ""
@@ -87,6 +88,13 @@ def sample_schema(config: SampleConfig, with_truth: bool = False) -> list[Featur
     ]
     specs += [s(name, "int64", role="label", description="as observed at observe_at")
               for name in LABELS]
+    if config.category_purchase.enabled:
+        specs.append(s(
+            CATEGORY_PURCHASE, "int64", role="label",
+            description=f"1 iff the user paid for an item of this category_id with ts < "
+                        f"pay_ts <= ts + {config.category_purchase.window_days} days and "
+                        "pay_ts < observe_at (the impression's own pay counts); windows still "
+                        "open at observe_at are censored like the other labels"))
     specs += [s(name, "int64", role="event_time",
                 description=f"known before observe_at, else {UNKNOWN_TS}") for name in EVENT_TS]
     specs.append(s("observe_at", "int64", role="time"))

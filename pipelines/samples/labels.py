@@ -13,14 +13,15 @@ LABELS = ("click", "conversion", "refund", "net_conversion")
 EVENT_TS = ("click_ts", "pay_ts", "refund_ts")
 
 
-def _seen(event_ts: Optional[int], observe_at: int) -> bool:
+def known_at(event_ts: Optional[int], observe_at: int) -> bool:
+    """Whether an event (None: it never happened) is known at ``observe_at``."""
     return event_ts is not None and event_ts < observe_at
 
 
 def observed_labels(click_ts: Optional[int], pay_ts: Optional[int], refund_ts: Optional[int],
                     observe_at: int) -> dict[str, int]:
     """Labels and event timestamps known at ``observe_at``."""
-    click, pay, refund = (_seen(t, observe_at) for t in (click_ts, pay_ts, refund_ts))
+    click, pay, refund = (known_at(t, observe_at) for t in (click_ts, pay_ts, refund_ts))
     return {
         "click": int(click), "conversion": int(pay), "refund": int(refund),
         "net_conversion": int(pay and not refund),

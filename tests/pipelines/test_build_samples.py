@@ -17,6 +17,7 @@ HEADER = ["impression_id", "user_id", "item_id", "category_id", "country", "scen
 CONFIG = """
 sequence: {length: 5, impression_length: 4, bucket_seconds: 3600}
 crosses: {item_buckets: 1000, category_buckets: 50}
+category_purchase: {enabled: true, window_days: 1}
 extra_columns:
   - {name: device, kind: categorical}
   - {name: price, kind: numeric}
@@ -76,6 +77,17 @@ def run_pipeline(tmp, input_glob, observe_at, extra=()):
 
 
 OBSERVE_AT = T0 + 2 * 86400 + 3 * 3600
+W = 86400  # category_purchase.window_days: 1 in CONFIG
+
+
+def category_purchase_by_definition(rows, impression, observe_at=OBSERVE_AT):
+    """Brute force: a pay of the same user and category in (ts, ts + W], known at observe_at
+    (observe_at None: every pay, known or not)."""
+    ts = impression["ts"]
+    return int(any(r["user_id"] == impression["user_id"]
+                   and r["category_id"] == impression["category_id"]
+                   and r["pay_ts"] is not None and ts < r["pay_ts"] <= ts + W
+                   and (observe_at is None or r["pay_ts"] < observe_at) for r in rows))
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +121,9 @@ def test_no_feature_or_label_uses_the_future(random_run):
     """Property: every sequence entry precedes ts; every label/event time precedes observe_at."""
     rows, _, samples, _ = random_run
     by_id = {r["impression_id"]: r for r in rows}
+    rows_of_user = {}
+    for r in rows:
+        rows_of_user.setdefault(r["user_id"], []).append(r)
     for iid, s in samples.items():
         ts = s["ts"][0]
         assert ts < OBSERVE_AT
@@ -147,6 +162,8 @@ def test_no_feature_or_label_uses_the_future(random_run):
         assert s["conversion"][0] == int(seen(r["pay_ts"]))
         assert s["refund"][0] == int(seen(r["refund_ts"]))
         assert s["net_conversion"][0] == int(seen(r["pay_ts"]) and not seen(r["refund_ts"]))
+        assert s["category_purchase"] == [
+            category_purchase_by_definition(rows_of_user[user], r)], iid
 
 
 def test_labels_are_censored_somewhere(random_run):
@@ -156,6 +173,67 @@ def test_labels_are_censored_somewhere(random_run):
                 and r["pay_ts"] >= OBSERVE_AT]
     assert censored
     assert all(samples[r["impression_id"]]["conversion"] == [0] for r in censored)
+
+
+def test_category_purchase_fixture_exercises_every_path(random_run):
+    """The property test above can fail: the fixture has category_purchase positives that are
+    not the impression's own conversion, that come from a later bucket (carried out of it),
+    and positives censored because their pay is at or after observe_at."""
+    rows, summary, samples, _ = random_run
+    kept = [r for r in rows if r["impression_id"] in samples]
+    label = {r["impression_id"]: samples[r["impression_id"]]["category_purchase"][0]
+             for r in kept}
+    positives = [r for r in kept if label[r["impression_id"]]]
+    assert summary["counters"]["label.category_purchase"] == len(positives)
+    assert sum(not samples[r["impression_id"]]["conversion"][0] for r in positives) > 50
+    later_bucket = [r for r in positives if not any(
+        q["user_id"] == r["user_id"] and q["category_id"] == r["category_id"]
+        and q["pay_ts"] is not None and r["ts"] < q["pay_ts"] < OBSERVE_AT
+        and q["pay_ts"] // 3600 == r["ts"] // 3600 for q in rows)]
+    assert len(later_bucket) > 20
+    censored = [r for r in kept if category_purchase_by_definition(rows, r, observe_at=None)
+                and not category_purchase_by_definition(rows, r)]
+    assert len(censored) > 5 and not any(label[r["impression_id"]] for r in censored)
+
+
+def test_category_purchase_golden(tmp_path):
+    """Hand-made log, W = 1 day, 1-hour buckets, observe_at O = T0 + 3 days. Per category:
+    cA: q1's pay (T0+600) is inside t1's window (same bucket) and is q1's own conversion;
+        t7 (T0+700) comes after it; u2's t6 is another user's impression.
+    cB: q2 pays at T0+86501, in a bucket 24 hours later: t2 (window ends T0+86500) misses it,
+        t2b (window ends T0+86501, the closed end) and q2 itself get it.
+    cC: t3 has only pays of other categories (cA, cB, cF) in its window.
+    cE: q4 pays exactly at O: not known, so neither q4 nor t4 counts it.
+    cF: q5 pays at T0+7200: t5 shown at that very second misses it (pay must be after ts),
+        t5b one second earlier (the bucket before the pay's) gets it.
+    The payers are in another file than the impressions they label.
+    """
+    O = T0 + 3 * 86400
+    blank = dict(country="US", scene="home", click_ts=None, pay_ts=None, refund_ts=None,
+                 device="ios", price=1.0)
+
+    def row(iid, category, ts, pay=None, user="u1"):
+        click = {} if pay is None else {"click_ts": ts + 10, "pay_ts": pay}
+        return {**blank, "impression_id": iid, "user_id": user, "item_id": f"i_{iid}",
+                "category_id": category, "ts": ts, **click}
+
+    targets = [row("t1", "cA", T0), row("t7", "cA", T0 + 700), row("t6", "cA", T0, user="u2"),
+               row("t2", "cB", T0 + 100), row("t2b", "cB", T0 + 101),
+               row("t3", "cC", T0 + 300), row("t4", "cE", O - 1000),
+               row("t5", "cF", T0 + 7200), row("t5b", "cF", T0 + 7199)]
+    payers = [row("q1", "cA", T0 + 50, pay=T0 + 600), row("q2", "cB", T0 + 200, pay=T0 + 86501),
+              row("q4", "cE", O - 900, pay=O), row("q5", "cF", T0 + 1000, pay=T0 + 7200)]
+    write_csv(tmp_path / "logs-0.csv", targets)
+    write_csv(tmp_path / "logs-1.csv", payers)
+    summary, samples, _ = run_pipeline(tmp_path, str(tmp_path / "logs-*.csv"), O)
+    got = {iid: s["category_purchase"][0] for iid, s in samples.items()}
+    assert got == {"t1": 1, "q1": 1, "t7": 0, "t6": 0, "t2": 0, "t2b": 1, "q2": 1, "t3": 0,
+                   "t4": 0, "q4": 0, "q5": 1, "t5": 0, "t5b": 1}
+    assert samples["q4"]["conversion"] == [0]
+    assert summary["counters"]["label.category_purchase"] == 6
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    spec = next(f for f in schema["features"] if f["name"] == "category_purchase")
+    assert spec["role"] == "label" and "ts + 1 days" in spec["description"]
 
 
 def test_crosses_equal_tensorflow_hash_on_the_same_strings(random_run):
