@@ -55,7 +55,9 @@ Heads and the task each trains:
   ``ctcvr = ctr * cvr``. Tasks named ``ctr``/``ctcvr`` (and optionally ``cvr``, usually with
   ``mask_label: click``) are trained on the matching output. The CTCVR loss is binary
   cross-entropy on the *logit of the product*, ``log p - log(1 - p)`` computed in log space
-  (:func:`~ranking.layers.heads.esmm.ctcvr_logit`), so it never takes ``log 0``.
+  (:func:`~ranking.layers.heads.esmm.ctcvr_logit`), so it never takes ``log 0``. Any other
+  task (an auxiliary label such as ``category_purchase``) gets a tower and an output of its
+  own beside them.
 
 Each task is a ``tfrs.tasks.Ranking`` with its from-logits loss and an AUC metric; the
 model's loss combines the task losses as ``training.task_weighting`` says.
@@ -218,17 +220,23 @@ def masked_mean_weights(mask: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(mask * batch, tf.reduce_sum(mask))
 
 
+def _extra_tasks(config: ExperimentConfig) -> tuple[str, ...]:
+    """ESMM: the tasks besides ctr/cvr/ctcvr (e.g. an auxiliary label), one tower each."""
+    esmm = ESMM_TOWERS + (ESMM_CTCVR_TASK,)
+    return tuple(t.name for t in config.tasks if t.name not in esmm)
+
+
 def tower_names(config: ExperimentConfig) -> tuple[str, ...]:
     """Names of the task towers (one logit each), in order."""
     if config.model.head == "esmm":
-        return ESMM_TOWERS
+        return ESMM_TOWERS + _extra_tasks(config)
     return tuple(t.name for t in config.tasks)
 
 
 def output_names(config: ExperimentConfig) -> tuple[str, ...]:
     """Names of the model's outputs (what serving returns), in order."""
     if config.model.head == "esmm":
-        return ESMM_TOWERS + (ESMM_CTCVR_TASK,)
+        return tower_names(config) + (ESMM_CTCVR_TASK,)
     return tower_names(config)
 
 

@@ -62,10 +62,26 @@ def test_independent_head_and_unknown_task(batch_and_schema, small_experiment):
     assert sorted(out) == ["buy", "click_task"]
     np.testing.assert_allclose(out["buy"], tf.sigmoid(model.logits(features)["buy"]),
                                rtol=1e-6)
+
+
+def test_esmm_with_an_auxiliary_task_gets_its_own_tower(simulated_samples, small_experiment):
+    """ESMM + the pipeline's generalized label: a fourth output, trained on its label."""
     esmm = small_experiment()
-    with pytest.raises(ValueError, match=r"tasks \['buy'\] name no output of head 'esmm'"):
-        MultiTaskRanker(dataclasses.replace(esmm, tasks=[*esmm.tasks, TaskConfig(
-            "buy", "conversion")]), schema)
+    config = dataclasses.replace(esmm, tasks=[*esmm.tasks, TaskConfig(
+        "category_purchase", "category_purchase", weight=0.5)])
+    schema = load_schema(simulated_samples)
+    features, labels = next(iter(make_dataset(sample_files(simulated_samples), schema, config,
+                                              training=False, batch_size=4096)))
+    model = MultiTaskRanker(config, schema)
+    out = model(features)
+    assert list(out) == ["ctr", "cvr", "category_purchase", "ctcvr"] == list(
+        output_names(config))
+    logits = model.logits(features)
+    expected = (_bce(labels["click"], logits["ctr"])
+                + _bce(labels["conversion"], logits["ctcvr"])
+                + 0.5 * _bce(labels["category_purchase"], logits["category_purchase"]))
+    assert float(model.compute_loss((features, labels))) == pytest.approx(expected, rel=1e-5)
+    assert labels["category_purchase"].numpy().sum() > 0
 
 
 @pytest.mark.parametrize("tower", ["shared_bottom", "mmoe", "ple"])
