@@ -5,6 +5,7 @@ Example::
     ranking-simulate --out /tmp/sim --impressions 1000000 --seed 1
     ranking-simulate --out /tmp/sim --impressions 200000 --seed 7 --format parquet --shards 4
     ranking-simulate --out /tmp/sim --impressions 60000 --domain-drift      # hourly domain mix
+    ranking-simulate --out /tmp/sim --impressions 200000 --domain-effect-scale 3  # 3x domain gaps
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "mix follows a daily wave of amplitude A in [0, 1] whose peak hours "
                         f"differ by country (default off; the flag alone: "
                         f"{S.DEFAULT_DOMAIN_DRIFT})")
+    p.add_argument("--domain-effect-scale", type=float, default=1.0, metavar="K",
+                   help="scale the differences between domains in the true model's [country, "
+                        "scene] coefficient tables by K >= 0 (default 1, the tables as they are; "
+                        "0: all domains alike)")
     return p
 
 
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
         users=args.users, format=args.format, truth_format=args.truth_format,
         shards=args.shards, workers=args.workers, start_ts=args.start_ts,
         chunk_rows=args.chunk_rows, categories=args.categories, items=args.items,
-        domain_drift=args.domain_drift)
+        domain_drift=args.domain_drift, domain_effect_scale=args.domain_effect_scale)
     try:
         cfg.validate()
     except ValueError as e:

@@ -39,6 +39,11 @@ How it is generated:
   :func:`pipelines.simulator.world.scene_share_by_hour`), so each domain's share of traffic
   changes by hour -- the drifting mix that makes time-ordered training of a multi-domain
   model unstable (seed 000). Off, the output is byte-identical to a run without the option.
+* ``domain_effect_scale`` (``--domain-effect-scale K``, default 1): scales how much the
+  [country, scene] coefficient tables differ between domains
+  (:func:`pipelines.simulator.world.domain_tables`); it changes the click, pay and refund
+  probabilities only, never who sees which item when. At 1 the output is byte-identical to a
+  run without the option.
 
 See :mod:`pipelines.simulator.world` for the coefficient tables.
 """
@@ -112,6 +117,7 @@ class SimConfig:
     categories: int = W.DEFAULT_CATEGORIES
     items: int = W.DEFAULT_ITEMS
     domain_drift: float = 0.0
+    domain_effect_scale: float = 1.0
 
     @property
     def n_users(self) -> int:
@@ -133,6 +139,7 @@ class SimConfig:
             raise ValueError("workers and chunk_rows must be >= 1")
         if not 0.0 <= self.domain_drift <= 1.0:
             raise ValueError(f"domain_drift must be in [0, 1], got {self.domain_drift!r}")
+        W.check_domain_effect_scale(self.domain_effect_scale)
         end = self.start_ts + self.days * 86400 + W.PAY_DELAY_MAX_S + W.REFUND_DELAY_MAX_S
         if self.start_ts < 946_684_800 or end + 10 * 86400 >= 4_102_444_800:
             raise ValueError("start_ts + days must stay inside the schema's timestamp range")
@@ -277,11 +284,12 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     taste_aff = taste_aff * W.TIER_TASTE_MULT[tier[user]]
 
     c_s = (country, scene)
-    static_click = (W.CLICK_BASE[c_s] + W.CLICK_POP[c_s] * world.item_z_pop[item]
-                    + W.CLICK_PRICE[c_s] * z_price + W.CLICK_TASTE[c_s] * taste_aff
-                    + W.CLICK_DEVICE[country, scene, device] + W.CLICK_QUALITY * quality
+    T = W.domain_tables(cfg.domain_effect_scale)
+    static_click = (T.click_base[c_s] + T.click_pop[c_s] * world.item_z_pop[item]
+                    + T.click_price[c_s] * z_price + T.click_taste[c_s] * taste_aff
+                    + T.click_device[country, scene, device] + W.CLICK_QUALITY * quality
                     + click_bias_u[user])
-    seq_coef = W.CLICK_SEQ[c_s]
+    seq_coef = T.click_seq[c_s]
     u_click = rng.random(n)
     click_delay = np.clip(np.ceil(rng.lognormal(np.log(W.CLICK_DELAY_MEDIAN_S[scene]),
                                                 W.CLICK_DELAY_SIGMA)), 1,
@@ -341,7 +349,7 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     seq_score = np.log1p(seq_same + W.RELATED_WEIGHT * seq_related)
 
     # ---- conversion and refund -------------------------------------------------------------
-    p_pay = _sigmoid(W.PAY_BASE[c_s] + W.PAY_PRICE[c_s] * z_price + W.PAY_DEVICE[device]
+    p_pay = _sigmoid(T.pay_base[c_s] + T.pay_price[c_s] * z_price + W.PAY_DEVICE[device]
                      + W.PAY_QUALITY * quality + W.PAY_TASTE * taste_aff
                      + W.PAY_SEQ * seq_score + pay_bias_u[user])
     paid = clicked & (rng.random(n) < p_pay)
@@ -351,7 +359,7 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
                          rng.lognormal(np.log(slow_median_s), W.PAY_SLOW_SIGMA))
     pay_delay = np.clip(np.round(pay_delay), 0, W.PAY_DELAY_MAX_S).astype(np.int64)
     pay_ts = np.where(paid, click_ts + pay_delay, -1)
-    p_refund = _sigmoid(W.REFUND_BASE[c_s] + W.REFUND_PRICE * z_price
+    p_refund = _sigmoid(T.refund_base[c_s] + W.REFUND_PRICE * z_price
                         + W.REFUND_QUALITY * quality + world.category_refund[cat]
                         + refund_bias_u[user])
     refunded = paid & (rng.random(n) < p_refund)
@@ -695,10 +703,12 @@ def _summary(cfg: SimConfig, plan: Plan, s: dict) -> dict:
     ext = EXTENSIONS[cfg.format]
     return {
         # Execution settings (out, workers) are left out: the files must not depend on them.
-        # domain_drift only when on: a run without it writes the same file as before it existed.
+        # domain_drift and domain_effect_scale only when not at their defaults: a run without
+        # them writes the same file as before they existed.
         "params": {**{k: v for k, v in dataclasses.asdict(cfg).items()
                       if k not in ("out", "workers")
-                      and not (k == "domain_drift" and not v)},
+                      and not (k == "domain_drift" and not v)
+                      and not (k == "domain_effect_scale" and v == 1.0)},
                    "users": cfg.n_users, "shards": plan.n_shards, "chunks": len(plan.chunks)},
         "schema": {"columns": list(LOG_COLUMNS),
                    "extra_columns": [{"name": n, "kind": k} for n, k in EXTRA_COLUMNS],

@@ -152,6 +152,59 @@ REFUND_MEDIAN_D = np.array([3.0, 6.0, 4.0, 3.5])
 REFUND_SIGMA = 0.6
 REFUND_DELAY_MAX_S = 60 * 86400
 
+# --- strength of the domain effects ----------------------------------------------------------
+# SimConfig.domain_effect_scale = K (``--domain-effect-scale``; 1 = the tables above as they
+# are). Each [country, scene] coefficient table T (trailing axes, e.g. CLICK_DEVICE's device,
+# kept apart) becomes ``mean_d(T) + K * (T - mean_d(T))``, the unweighted mean over the 12
+# domains: K scales how much domains differ while the average domain's coefficients stay put.
+# K = 0 makes every domain alike; K > 1 can flip a slope's sign in some domains (CLICK_POP at
+# K = 3: US|home 0.35 + 3 * 0.2 = 0.95, BR|search 0.35 - 3 * 0.155 = -0.115), the conflicting
+# domains that scenario towers (DWG, STAR, PEPNet) are built for. Delays are left alone.
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainTables:
+    """The true model's domain-indexed coefficients, ``[country, scene(, device)]``."""
+
+    click_base: np.ndarray
+    click_pop: np.ndarray
+    click_price: np.ndarray
+    click_taste: np.ndarray
+    click_seq: np.ndarray
+    click_device: np.ndarray
+    pay_base: np.ndarray
+    pay_price: np.ndarray
+    refund_base: np.ndarray
+
+
+DEFAULT_DOMAIN_TABLES = DomainTables(
+    click_base=CLICK_BASE, click_pop=CLICK_POP, click_price=CLICK_PRICE, click_taste=CLICK_TASTE,
+    click_seq=CLICK_SEQ, click_device=CLICK_DEVICE, pay_base=PAY_BASE, pay_price=PAY_PRICE,
+    refund_base=REFUND_BASE)
+
+
+def domain_tables(scale: float = 1.0) -> DomainTables:
+    """The coefficient tables with their deviations between domains scaled by ``scale``."""
+    check_domain_effect_scale(scale)
+    if scale == 1.0:
+        # The module's arrays themselves: mean + 1 * (T - mean) is not T to the last bit, and
+        # K = 1 must reproduce earlier runs byte for byte.
+        return DEFAULT_DOMAIN_TABLES
+    return DomainTables(**{
+        field.name: _scale_domain_deviation(getattr(DEFAULT_DOMAIN_TABLES, field.name), scale)
+        for field in dataclasses.fields(DomainTables)})
+
+
+def check_domain_effect_scale(scale: float) -> None:
+    if not (np.isfinite(scale) and scale >= 0.0):
+        raise ValueError(f"domain_effect_scale must be a finite number >= 0, got {scale!r}")
+
+
+def _scale_domain_deviation(table: np.ndarray, scale: float) -> np.ndarray:
+    mean = table.mean(axis=(0, 1), keepdims=True)
+    return mean + scale * (table - mean)
+
+
 # --- catalogue ---------------------------------------------------------------------------
 DEFAULT_CATEGORIES = 200
 DEFAULT_ITEMS = 20_000
