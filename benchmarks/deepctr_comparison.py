@@ -32,11 +32,11 @@ Models (``--models``, default the first three, run in turns ``--repeats`` times)
   the like-for-like reference for ours (DeepCTR's own ``use_hash=True`` hashes a shared
   sequence into other rows than its item feature, so it is not used).
 * ``ours``: built as a user would: an ``ExperimentConfig`` (ids with buckets = the vocabulary
-  sizes, dim 16; the sequence sharing the item table; 4 numerics; ``model.tower: ple``,
+  sizes, ``encoding: integer`` unless ``--id-encoding hash``, dim 16; the sequence sharing the item table; 4 numerics; ``model.tower: ple``,
   ``head: independent``; Adam 1e-3, batch 1024, ``training.mixed_precision: true``
   (mixed_bfloat16), ``steps_per_execution`` 16) -> ``ranking.train.build_model``. The ids are
-  fed as strings (``str(id)``, the sequence pad ``""``) and hashed in-graph by
-  ``FeatureEmbedding`` (the hashing is ~1% of a training step: measured with tf.profiler).
+  fed as strings (``str(id)``, the sequence pad ``""``) and turned into rows in-graph by
+  ``FeatureEmbedding`` (the string handling is ~1% of a training step: tf.profiler).
 * ``ours-fp32``: the same with ``training.mixed_precision: false``.
 
 Printed per model: steady-state examples/s (the first ``--skip`` steps left out; the median
@@ -44,15 +44,15 @@ over windows of >= 32 steps, and the mean over the whole steady part), the test 
 then the oracle AUC (AUC of the true probability on the test rows), the speed-ups and the load
 average before and after. Medians over the repeats.
 
-Measured here (2 cores, AMD Zen 4; ``--repeats 5 --models deepctr deepctr-hashed ours
-ours-fp32``, load average 1.0-1.9): deepctr 31,277 examples/s, AUC ctr 0.7670 / cvr 0.7664;
-deepctr-hashed 31,348, 0.7425 / 0.7502; ours 52,043, 0.7393 / 0.7470; ours-fp32 39,933,
-0.7394 / 0.7467; oracle 0.8258 / 0.8231. Speed-up ours / deepctr 1.66x (per round 1.51-1.68;
-another run at load ~1.7 gave 1.47x), ours-fp32 / deepctr 1.27x. Ours before the fused Adam and
-float32-gather changes: 1.00x (float32) and 1.19x (mixed_bfloat16) in one run. The AUC gap to
-``deepctr`` is the hash collisions of buckets = vocabulary size (``deepctr-hashed``, fed the
-same rows, loses the same); against it ours is 0.003 lower (consistent over seeds; a smaller
-embedding initialisation, N(0, 1e-4) as DeepCTR's, recovers about half of it).
+Measured here (2 cores, AMD Zen 4), ours with ``--id-encoding integer`` (the default: the id
+is the row, as DeepCTR's label-encoded ids), DeepCTR's N(0, 1e-4) embedding init and 1e-5
+embedding L2 (the defaults of ``--embedding-init*`` / ``--embedding-l2``): ``--repeats 3
+--models deepctr ours`` at load 1.5-1.8: deepctr 25,255 examples/s, AUC ctr 0.7670 / cvr
+0.7664; ours 39,795, 0.7658 / 0.7654; speed-up 1.58x (per round 1.59, 2.58, 1.03). Over seeds
+0-2 ours is 0.0011-0.0016 CTR AUC below DeepCTR (0.7658 / 0.7657 / 0.7659 vs 0.7670 / 0.7673
+/ 0.7669). Earlier, with hashed ids into buckets = vocabulary size (``--id-encoding hash``),
+both lost ~0.025 AUC to collisions (ours 0.7393, DeepCTR fed the same rows 0.7425) and the
+speed-up was 1.66x (``--repeats 5``, load 1.0-1.9); float32 alone 1.27x.
 
 Network: DeepCTR's import starts a thread that asks PyPI for a newer version
 (``deepctr.utils.check_version``). The script loads ``deepctr.utils`` itself and replaces
