@@ -41,3 +41,16 @@ def _small_experiment(name="ple_esmm", **training):
         "epochs": 1, "batch_size": 256, "shuffle_buffer": 2000, "steps_per_execution": 1,
         **training})
     return dataclasses.replace(config, model=model, training=train)
+
+
+@pytest.fixture
+def mixed_bf16():
+    """Global policy mixed_bfloat16 for the test, the previous policy restored afterwards."""
+    import tensorflow as tf
+
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)

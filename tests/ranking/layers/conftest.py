@@ -23,15 +23,6 @@ def _numpy(outputs):
     return [np.asarray(tf.cast(o, tf.float32)) for o in _as_list(outputs)]
 
 
-@pytest.fixture
-def mixed_bf16():
-    """Global policy mixed_bfloat16 for the test, the previous policy restored afterwards."""
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 @pytest.fixture

@@ -10,16 +10,6 @@ import tensorflow as tf  # noqa: E402
 from ranking.losses import FixedTaskWeighting, UncertaintyWeighting, masked_mean  # noqa: E402
 
 
-@pytest.fixture
-def mixed_bf16():
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
-
-
 # ----------------------------------------------------------------------------- masked_mean
 def test_masked_mean_golden():
     losses = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
