@@ -32,13 +32,14 @@ from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
                                                  pays_by_bucket)
 from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats, day_of
-from pipelines.samples.labels import LABELS, observed_labels
+from pipelines.samples.labels import EVENT_TS, LABELS, observed_labels
 from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryLengths,
                                          MergeHistoriesFn, bucket_of, carry_ins,
                                          point_in_time)
-from pipelines.schema.raw_log import Impression, InvalidRow, parse_row
+from pipelines.schema.raw_log import Impression, InvalidRow, domain_of, parse_row
 
 NAMESPACE = "samples"
+DOMAIN_FEATURES = ("country", "scene", "domain")
 DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
 # A bundle's history summaries are emitted when this many user-buckets are open (bounds the
 # memory of a bundle of many files).
@@ -156,18 +157,17 @@ def impression_payload(imp: Impression) -> tuple:
     return (imp.impression_id,) + tuple(imp[2:10]) + (tuple(v for _, v in imp.extras),)
 
 
-def impression_from_payload(user_id: str, payload, extra_names) -> Impression:
-    return Impression(payload[0], user_id, *payload[1:9],
-                      tuple(zip(extra_names, payload[9])))
-
-
 class BuildSamples(beam.DoFn):
     """One user-bucket -> serialized tf.Examples.
 
     Samples are buffered and their crosses hashed ``batch_size`` at a time: one TensorFlow
-    call per batch costs ~0.06 us per string, one per user-bucket ~60 us of overhead. The
-    target-independent sequence features are encoded once per distinct sequence (most
-    consecutive impressions of a user share one) and concatenated with the rest.
+    call per batch costs ~0.06 us per string, one per user-bucket ~60 us of overhead.
+    Encoding is the hottest loop, so a sample is the concatenation of separately encoded
+    feature groups (``tf.train.Features`` encodings concatenate): the target-independent
+    sequence features once per distinct sequence (most consecutive impressions of a user
+    share one); labels with event times, the domain, and the extra columns once per distinct
+    value combination (most impressions are not clicked: one label encoding serves them all);
+    only the per-impression rest each time.
     """
 
     def __init__(self, config: SampleConfig, observe_at: int, with_truth: bool,
@@ -176,26 +176,34 @@ class BuildSamples(beam.DoFn):
         self._observe_at = observe_at
         self._with_truth = with_truth
         self._batch_size = batch_size
-        specs = example_lib.sample_schema(config, with_truth)
-        seq_names = set(example_lib.SEQUENCE_FEATURES)
-        self._encode_sequence = example_lib.make_features_encoder(
-            [f for f in specs if f.name in seq_names])
-        self._encode_rest = example_lib.make_features_encoder(
-            [f for f in specs if f.name not in seq_names])
-        self._extra_names = tuple(c.name for c in config.extra_columns)
         purchase = config.category_purchase
         self._purchase_window = purchase.window_seconds if purchase.enabled else None
+        self._extra_names = tuple(c.name for c in config.extra_columns)
+        self._positive_names = LABELS + ((CATEGORY_PURCHASE,) if purchase.enabled else ())
+        label_names = self._positive_names + EVENT_TS + ("observe_at",)
+        specs = example_lib.sample_schema(config, with_truth)
+        by_name = {f.name: f for f in specs}
+        grouped = set(example_lib.SEQUENCE_FEATURES) | set(label_names) | set(
+            DOMAIN_FEATURES) | set(self._extra_names)
+        group = example_lib.make_features_encoder
+        self._encode_sequence = group([by_name[n] for n in example_lib.SEQUENCE_FEATURES])
+        self._encode_row = group([f for f in specs if f.name not in grouped])
+        self._encode_labels = group([by_name[n] for n in label_names])
+        self._encode_domain = group([by_name[n] for n in DOMAIN_FEATURES])
+        self._extras_group = example_lib.make_group_encoder(
+            [by_name[n] for n in self._extra_names])
         self._written = _counter("samples_written")
-        self._positives = {n: _counter(f"label.{n}") for n in LABELS + (
-            (CATEGORY_PURCHASE,) if purchase.enabled else ())}
+        self._positives = [_counter(f"label.{n}") for n in self._positive_names]
 
     def setup(self):
         from ranking.features import crossing  # TensorFlow, imported on the worker
 
         self._cross = crossing.cross_hash_numpy
+        self._labels_group = example_lib.memoized(self._encode_label_group)
+        self._domain_group = example_lib.memoized(self._encode_domain_group)
 
     def start_bundle(self):
-        self._buffer: list[tuple[dict, _EncodedSequence]] = []
+        self._buffer: list[_Row] = []
 
     def process(self, keyed_events, item_stats):
         (user_id, _), events = keyed_events
@@ -223,18 +231,25 @@ class BuildSamples(beam.DoFn):
         purchases = None if self._purchase_window is None else category_purchase_labels(
             [(imp[5], imp[2]) for imp in impressions], pays, self._purchase_window)
         encoded: dict[int, _EncodedSequence] = {}  # by id(): equal sequences share a list
-        names = self._extra_names
+        pad = [example_lib.PAD_STRING] * self._config.sequence.impression_length
         for i, (payload, sequence) in enumerate(zip(impressions, sequences)):
-            imp = impression_from_payload(user_id, payload, names)
             seq = encoded.get(id(sequence)) or encoded.setdefault(
                 id(sequence), self._encode_seq(sequence))
-            sample = self._sample(imp, truth.get(imp.impression_id))
-            sample["item_imp_count"], sample["item_click_count"] = item_stats.get(
-                (imp.item_id, day_of(imp.ts)), (0, 0))
-            sample.update(self._history_features(exposures[i], imp_counts[i], click_counts[i]))
-            if purchases is not None:
-                sample[CATEGORY_PURCHASE] = purchases[i]
-            self._buffer.append((sample, seq))
+            # Payload: 0 impression_id, 1 item_id, 2 category_id, 3 country, 4 scene, 5 ts,
+            # 6 click_ts, 7 pay_ts, 8 refund_ts, 9 extra values (see impression_payload).
+            item_id, ts = payload[1], payload[5]
+            row = {"impression_id": payload[0], "user_id": user_id, "item_id": item_id,
+                   "category_id": payload[2], "ts": ts,
+                   "seq_imp_category_ids": ([e[2] for e in exposures[i]]
+                                            + pad[len(exposures[i]):]),
+                   "imp_count": imp_counts[i], "click_count": click_counts[i]}
+            row["item_imp_count"], row["item_click_count"] = item_stats.get(
+                (item_id, day_of(ts)), (0, 0))
+            if self._with_truth:
+                found = truth.get(payload[0])
+                row.update(_truth_features(found) if found else _missing_truth())
+            self._buffer.append(_Row(row, seq, payload,
+                                     None if purchases is None else purchases[i]))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
 
@@ -255,24 +270,21 @@ class BuildSamples(beam.DoFn):
         return _EncodedSequence(features["seq_item_ids"], features["seq_category_ids"],
                                 self._encode_sequence(features))
 
-    def _history_features(self, exposures, impressions_before: int, clicks_before: int) -> dict:
-        pad = self._config.sequence.impression_length - len(exposures)
-        return {"seq_imp_category_ids": [e[2] for e in exposures] + [example_lib.PAD_STRING] * pad,
-                "imp_count": impressions_before, "click_count": clicks_before}
+    def _encode_label_group(self, events: tuple) -> tuple[bytes, Optional[tuple]]:
+        """(click_ts, pay_ts, refund_ts, category_purchase or None) -> (the labels, event
+        times and observe_at encoded, the positive labels' values or None if all are 0)."""
+        click_ts, pay_ts, refund_ts, purchase = events
+        labels = observed_labels(click_ts, pay_ts, refund_ts, self._observe_at)
+        labels["observe_at"] = self._observe_at
+        if purchase is not None:
+            labels[CATEGORY_PURCHASE] = purchase
+        positives = tuple(labels[n] for n in self._positive_names)
+        return self._encode_labels(labels), positives if any(positives) else None
 
-    def _sample(self, imp: Impression, truth: Optional[tuple]) -> dict:
-        sample = {
-            "impression_id": imp.impression_id, "user_id": imp.user_id,
-            "item_id": imp.item_id, "category_id": imp.category_id,
-            "country": imp.country, "scene": imp.scene, "domain": imp.domain, "ts": imp.ts,
-            "observe_at": self._observe_at,
-        }
-        sample.update(imp.extras)
-        sample.update(observed_labels(imp.click_ts, imp.pay_ts, imp.refund_ts,
-                                      self._observe_at))
-        if self._with_truth:
-            sample.update(_truth_features(truth) if truth else _missing_truth())
-        return sample
+    def _encode_domain_group(self, country_scene: tuple) -> bytes:
+        country, scene = country_scene
+        return self._encode_domain(
+            {"country": country, "scene": scene, "domain": domain_of(country, scene)})
 
     def _flush(self) -> Iterable[bytes]:
         batch, self._buffer = self._buffer, []
@@ -286,18 +298,33 @@ class BuildSamples(beam.DoFn):
                  lambda s, seq: seq.category_ids, crosses.category_buckets),
                 ("cross_imp_category_x_category", "category_id",
                  lambda s, seq: s["seq_imp_category_ids"], crosses.category_buckets)):
-            ids = self._cross(np.array([sequence_of(s, seq) for s, seq in batch], dtype=object),
-                              np.array([s[target] for s, _ in batch], dtype=object), buckets)
-            for (sample, _), row in zip(batch, ids.tolist()):
-                sample[field] = row
-        positives = dict.fromkeys(self._positives, 0)
-        for sample, seq in batch:
-            for name in positives:
-                positives[name] += sample[name]
-            yield example_lib.wrap_example(seq.features + self._encode_rest(sample))
+            ids = self._cross(
+                np.array([sequence_of(r.row, r.seq) for r in batch], dtype=object),
+                np.array([r.row[target] for r in batch], dtype=object), buckets)
+            for r, crossed in zip(batch, ids.tolist()):
+                r.row[field] = crossed
+        counts = [0] * len(self._positives)
+        for row, seq, payload, purchase in batch:
+            labels, positives = self._labels_group(
+                (payload[6], payload[7], payload[8], purchase))
+            if positives is not None:
+                counts = [c + p for c, p in zip(counts, positives)]
+            yield example_lib.wrap_example(b"".join((
+                seq.features, self._encode_row(row), labels,
+                self._domain_group((payload[3], payload[4])), self._extras_group(payload[9]))))
         self._written.inc(len(batch))
-        for name, count in positives.items():
-            self._positives[name].inc(count)
+        for counter, count in zip(self._positives, counts):
+            counter.inc(count)
+
+
+class _Row(NamedTuple):
+    """A buffered sample: its per-impression features (crosses added at the flush), its
+    encoded sequence, the impression payload and its category_purchase label (or None)."""
+
+    row: dict
+    seq: "_EncodedSequence"
+    payload: tuple
+    purchase: Optional[int]
 
 
 class _EncodedSequence(NamedTuple):

@@ -151,6 +151,35 @@ def make_features_encoder(specs: Sequence[FeatureSpec]) -> Callable[[Mapping[str
     return encode_features
 
 
+def memoized(fn: Callable[[Any], Any], max_entries: int = 1 << 16) -> Callable[[Any], Any]:
+    """``fn`` with its results kept by argument (hashable), forgetting all at ``max_entries``.
+
+    For feature groups whose value combinations repeat across samples (labels, domain,
+    extra columns): the sample builder encodes each distinct combination once. Clearing
+    instead of LRU eviction keeps a hit to one dict lookup.
+    """
+    cache: dict = {}
+
+    def call(key):
+        out = cache.get(key)
+        if out is None:
+            if len(cache) >= max_entries:
+                cache.clear()
+            out = cache[key] = fn(key)
+        return out
+
+    return call
+
+
+def make_group_encoder(specs: Sequence[FeatureSpec],
+                       max_entries: int = 1 << 16) -> Callable[[tuple], bytes]:
+    """Like :func:`make_features_encoder` for values given as a tuple in ``specs`` order,
+    each distinct tuple encoded once (see :func:`memoized`)."""
+    encode = make_features_encoder(specs)
+    names = [s.name for s in specs]
+    return memoized(lambda values: encode(dict(zip(names, values))), max_entries)
+
+
 def wrap_example(features: bytes) -> bytes:
     """Serialized ``Features`` -> serialized ``Example`` (its only field, number 1)."""
     return b"\x0a" + _varint(len(features)) + features
