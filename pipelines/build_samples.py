@@ -21,7 +21,6 @@ import json
 from typing import Iterable, NamedTuple, Optional
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
@@ -187,7 +186,15 @@ class BuildSamples(beam.DoFn):
             DOMAIN_FEATURES) | set(self._extra_names)
         group = example_lib.make_features_encoder
         self._encode_sequence = group([by_name[n] for n in example_lib.SEQUENCE_FEATURES])
-        self._encode_row = group([f for f in specs if f.name not in grouped])
+        self._row_specs = [f for f in specs if f.name not in grouped]
+        crosses = config.crosses
+        # (cross feature, sequence, target, buckets); the sequences are padded to their length.
+        self._crosses = (
+            ("cross_seq_item_x_item", "seq_item_ids", "item_id", crosses.item_buckets),
+            ("cross_seq_category_x_category", "seq_category_ids", "category_id",
+             crosses.category_buckets),
+            ("cross_imp_category_x_category", "seq_imp_category_ids", "category_id",
+             crosses.category_buckets))
         self._encode_labels = group([by_name[n] for n in label_names])
         self._encode_domain = group([by_name[n] for n in DOMAIN_FEATURES])
         self._extras_group = example_lib.make_group_encoder(
@@ -196,9 +203,7 @@ class BuildSamples(beam.DoFn):
         self._positives = [_counter(f"label.{n}") for n in self._positive_names]
 
     def setup(self):
-        from ranking.features import crossing  # TensorFlow, imported on the worker
-
-        self._cross = crossing.cross_hash_numpy
+        self._encode_rows = self._make_row_encoder()
         self._labels_group = example_lib.memoized(self._encode_label_group)
         self._domain_group = example_lib.memoized(self._encode_domain_group)
 
@@ -270,6 +275,36 @@ class BuildSamples(beam.DoFn):
         return _EncodedSequence(features["seq_item_ids"], features["seq_category_ids"],
                                 self._encode_sequence(features))
 
+    def _make_row_encoder(self):
+        """One graph call per batch: the crosses hashed with the model's own op
+        (:func:`ranking.features.crossing.cross_hash`) and every per-impression feature
+        serialized (:mod:`pipelines.samples.batch_encoding`)."""
+        import tensorflow as tf  # imported on the worker
+
+        from pipelines.samples import batch_encoding
+        from ranking.features import crossing
+
+        specs, crosses = self._row_specs, self._crosses
+        crossed = {c[0] for c in crosses}
+        length = self._config.sequence.length
+        signature = batch_encoding.input_signature([s for s in specs if s.name not in crossed])
+        signature.update({name: tf.TensorSpec([None, length], tf.string, name=name)
+                          for name in ("seq_item_ids", "seq_category_ids")})
+
+        @tf.function(input_signature=[signature])
+        def encode(columns):
+            columns = dict(columns)
+            for field, sequence, target, buckets in crosses:
+                columns[field] = crossing.cross_hash(columns[sequence], columns[target], buckets)
+            return batch_encoding.encode_features_batch(specs, columns)
+
+        def to_tensors(columns):  # here: tf.function would walk nested lists value by value
+            return {name: tf.constant(values, signature[name].dtype)
+                    for name, values in columns.items()}
+
+        inputs = [name for name in signature if name not in ("seq_item_ids", "seq_category_ids")]
+        return encode, to_tensors, inputs
+
     def _encode_label_group(self, events: tuple) -> tuple[bytes, Optional[tuple]]:
         """(click_ts, pay_ts, refund_ts, category_purchase or None) -> (the labels, event
         times and observe_at encoded, the positive labels' values or None if all are 0)."""
@@ -290,27 +325,19 @@ class BuildSamples(beam.DoFn):
         batch, self._buffer = self._buffer, []
         if not batch:
             return
-        crosses = self._config.crosses
-        for field, target, sequence_of, buckets in (
-                ("cross_seq_item_x_item", "item_id", lambda s, seq: seq.item_ids,
-                 crosses.item_buckets),
-                ("cross_seq_category_x_category", "category_id",
-                 lambda s, seq: seq.category_ids, crosses.category_buckets),
-                ("cross_imp_category_x_category", "category_id",
-                 lambda s, seq: s["seq_imp_category_ids"], crosses.category_buckets)):
-            ids = self._cross(
-                np.array([sequence_of(r.row, r.seq) for r in batch], dtype=object),
-                np.array([r.row[target] for r in batch], dtype=object), buckets)
-            for r, crossed in zip(batch, ids.tolist()):
-                r.row[field] = crossed
+        encode, to_tensors, inputs = self._encode_rows
+        columns = {name: [r.row[name] for r in batch] for name in inputs}
+        columns["seq_item_ids"] = [r.seq.item_ids for r in batch]
+        columns["seq_category_ids"] = [r.seq.category_ids for r in batch]
+        encoded_rows = encode(to_tensors(columns)).numpy().tolist()
         counts = [0] * len(self._positives)
-        for row, seq, payload, purchase in batch:
+        for (_, seq, payload, purchase), encoded in zip(batch, encoded_rows):
             labels, positives = self._labels_group(
                 (payload[6], payload[7], payload[8], purchase))
             if positives is not None:
                 counts = [c + p for c, p in zip(counts, positives)]
             yield example_lib.wrap_example(b"".join((
-                seq.features, self._encode_row(row), labels,
+                seq.features, encoded, labels,
                 self._domain_group((payload[3], payload[4])), self._extras_group(payload[9]))))
         self._written.inc(len(batch))
         for counter, count in zip(self._positives, counts):
@@ -318,8 +345,8 @@ class BuildSamples(beam.DoFn):
 
 
 class _Row(NamedTuple):
-    """A buffered sample: its per-impression features (crosses added at the flush), its
-    encoded sequence, the impression payload and its category_purchase label (or None)."""
+    """A buffered sample: its per-impression features but the crosses, its encoded
+    sequence, the impression payload and its category_purchase label (or None)."""
 
     row: dict
     seq: "_EncodedSequence"

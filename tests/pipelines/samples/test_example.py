@@ -54,3 +54,22 @@ def test_wrap_example_length_prefix_over_127_bytes():
     features = E.make_features_encoder(E.sample_schema(CONFIG))(_sample())
     assert len(features) > 300  # needs a two-byte varint length
     assert E.decode(E.wrap_example(features))["item_id"] == ["i9"]
+
+
+def test_memoized_calls_once_per_key_and_forgets_at_the_bound():
+    calls = []
+    double = E.memoized(lambda x: calls.append(x) or 2 * x, max_entries=2)
+    assert [double(1), double(1), double(2), double(1)] == [2, 2, 4, 2]
+    assert calls == [1, 2]
+    assert double(3) == 6 and double(1) == 2  # 3 clears the cache: 1 is computed again
+    assert calls == [1, 2, 3, 1]
+
+
+def test_group_encoder_equals_the_features_encoder():
+    specs = [f for f in E.sample_schema(CONFIG) if f.name in ("country", "scene", "click_ts")]
+    group = E.make_group_encoder(specs)
+    values = ("US", "home", -1)
+    expected = E.make_features_encoder(specs)(dict(zip(["country", "scene", "click_ts"], values)))
+    assert group(values) == expected and group(("US", "home", -1)) == expected
+    assert E.decode(E.wrap_example(group(("BR", "cart", 5)))) == {
+        "country": ["BR"], "scene": ["cart"], "click_ts": [5]}
