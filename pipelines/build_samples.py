@@ -40,9 +40,10 @@ from pipelines.schema.raw_log import Impression, InvalidRow, domain_of, parse_ro
 NAMESPACE = "samples"
 DOMAIN_FEATURES = ("country", "scene", "domain")
 DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
-# A bundle's history summaries are emitted when this many user-buckets are open (bounds the
-# memory of a bundle of many files).
+# A bundle's history summaries and packed events are emitted when this many user-buckets are
+# open or this many events are packed (bounds the memory of a bundle of many files).
 MAX_OPEN_HISTORIES = 50_000
+MAX_PACKED_EVENTS = 200_000
 SAMPLES_DIR, DEAD_LETTER_DIR = "samples", "dead_letter"
 
 
@@ -81,8 +82,10 @@ class ReadValidateKey(beam.DoFn):
 
     One fused step, because each Beam step costs a few microseconds per element, as much as
     the work itself. Outputs, keyed by ``(user_id, time bucket)`` but PAYS:
-      main: ``("i", impression payload)`` per observable impression (``ts < observe_at``)
-        and ``("c", click)`` per click known at ``observe_at``, bucketed by ``click_ts``;
+      main: ``("e", (impression payloads, clicks))`` per user-bucket of this bundle: its
+        observable impressions (``ts < observe_at``) and the clicks known at ``observe_at``,
+        bucketed by ``click_ts``; packed because most of a user's rows share a bundle, and
+        one shuffled element per user-bucket costs less than one per event;
       HISTORIES: per user-bucket, the :class:`History` summary of this bundle's impressions
         and clicks in it (pre-combined here: one element per user-bucket, not per event);
       ITEM_DAYS: per (item, day), this bundle's impressions and clicks of the item that day;
@@ -108,6 +111,8 @@ class ReadValidateKey(beam.DoFn):
     def start_bundle(self):
         self._histories = HistoryBuilder(self._lengths)
         self._item_days = ItemDayCounter()
+        self._packed: dict[tuple, tuple[list, list]] = {}
+        self._packed_events = 0
 
     def process(self, path: str):
         for record in self._read.process(path):
@@ -123,14 +128,15 @@ class ReadValidateKey(beam.DoFn):
                 self._future.inc()
                 continue
             yield from self._events(imp)
-            if len(self._histories) + len(self._item_days) >= MAX_OPEN_HISTORIES:
+            if (len(self._histories) + len(self._item_days) + len(self._packed)
+                    >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS):
                 yield from self._drain(lambda keyed: keyed)
 
     def _events(self, imp: Impression):
         key = (imp.user_id, bucket_of(imp.ts, self._bucket_seconds))
         self._histories.add_impression(key, (imp.ts, imp.item_id, imp.category_id))
         self._item_days.add(imp.item_id, imp.ts, 0)
-        yield key, ("i", impression_payload(imp))
+        self._pack(key, 0, impression_payload(imp))
         if self._emit_pays:
             pay = known_pay(imp, self._observe_at)
             if pay is not None:
@@ -140,12 +146,22 @@ class ReadValidateKey(beam.DoFn):
             click = (imp.click_ts, imp.item_id, imp.category_id)
             self._histories.add_click(click_key, click)
             self._item_days.add(imp.item_id, imp.click_ts, 1)
-            yield click_key, ("c", click)
+            self._pack(click_key, 1, click)
+
+    def _pack(self, key: tuple, kind: int, event: tuple) -> None:
+        events = self._packed.get(key)
+        if events is None:
+            events = self._packed[key] = ([], [])
+        events[kind].append(event)
+        self._packed_events += 1
 
     def finish_bundle(self):
         yield from self._drain(GlobalWindows.windowed_value)
 
     def _drain(self, wrap):
+        packed, self._packed, self._packed_events = self._packed, {}, 0
+        for key, events in packed.items():
+            yield wrap((key, ("e", events)))
         for keyed in self._histories.drain():
             yield beam.pvalue.TaggedOutput(HISTORIES, wrap(keyed))
         for keyed in self._item_days.drain():
@@ -214,10 +230,9 @@ class BuildSamples(beam.DoFn):
         (user_id, _), events = keyed_events
         impressions, clicks, carry, truth, pays = [], [], EMPTY_HISTORY, {}, []
         for tag, value in events:
-            if tag == "i":
-                impressions.append(value)
-            elif tag == "c":
-                clicks.append(value)
+            if tag == "e":
+                impressions.extend(value[0])
+                clicks.extend(value[1])
             elif tag == "t":
                 truth[value[0]] = value[1]
             elif tag == "p":

@@ -72,6 +72,20 @@ def _is_missing(value: Any) -> bool:
 
 
 def _parse_ts(field: str, value: Any, required: bool) -> Optional[int]:
+    if value.__class__ is str and value.isdigit() and value.isascii():  # CSV's common case
+        ts = int(value)
+    else:
+        ts = _parse_any_ts(field, value, required)
+        if ts is None:
+            return None
+    if not MIN_TS <= ts < MAX_TS:
+        raise InvalidRow(
+            field, f"field {field!r}: {ts} is outside [{MIN_TS}, {MAX_TS}) epoch seconds "
+            "(milliseconds by mistake?)")
+    return ts
+
+
+def _parse_any_ts(field: str, value: Any, required: bool) -> Optional[int]:
     if _is_missing(value):
         if required:
             raise InvalidRow(field, f"missing required field {field!r}")
@@ -89,10 +103,6 @@ def _parse_ts(field: str, value: Any, required: bool) -> Optional[int]:
         ts = int(ts)
     except (TypeError, ValueError, OverflowError):
         raise InvalidRow(field, f"field {field!r}: {value!r} is not an integer epoch-seconds timestamp")
-    if not MIN_TS <= ts < MAX_TS:
-        raise InvalidRow(
-            field, f"field {field!r}: {ts} is outside [{MIN_TS}, {MAX_TS}) epoch seconds "
-            "(milliseconds by mistake?)")
     return ts
 
 
