@@ -72,8 +72,10 @@ def _is_missing(value: Any) -> bool:
 
 
 def _parse_ts(field: str, value: Any, required: bool) -> Optional[int]:
-    if value.__class__ is str and value.isdigit() and value.isascii():  # CSV's common case
+    if value.__class__ is str and value.isdigit() and value.isascii():  # CSV's common cases
         ts = int(value)
+    elif value == "" and not required:
+        return None
     else:
         ts = _parse_any_ts(field, value, required)
         if ts is None:
