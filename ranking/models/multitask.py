@@ -85,7 +85,7 @@ import tensorflow_recommenders as tfrs
 from ranking.config import (DOMAIN_TOWERS, ESMM_CTCVR_TASK, ESMM_CTR_TASK, ESMM_CVR_TASK,
                             ExperimentConfig, TaskConfig)
 from ranking.data.schema import Schema
-from ranking.features.embedding import DENSE, DOMAIN_INDEX, EMBEDDINGS, FeatureEmbedding
+from ranking.features.embedding import DENSE, DOMAIN_INDEX, EMBEDDINGS, NUMERICS, FeatureEmbedding
 from ranking.layers import MMoE, PLE, SharedBottom, TaskTowers
 from ranking.layers.gating import EPNet, PPNetTower
 from ranking.layers.heads.esmm import ctcvr_logit
@@ -302,7 +302,7 @@ class MultiTaskRanker(tfrs.models.Model):
         """``{output name: float32 [B] logit}``."""
         embedded = self.embedding(features)
         domain = embedded[DOMAIN_INDEX]
-        x = embedded[DENSE]
+        x = self._tower_input(embedded)
         if self.epnet is not None:
             x = self.epnet([x, self._embeddings(embedded, self.config.model.domain_side_features)])
         x0 = x
@@ -318,13 +318,27 @@ class MultiTaskRanker(tfrs.models.Model):
                                for tower, r in zip(self.ppnet_towers, representations)]
         logits = self.task_towers(representations, training=training)
         if self.star_aux_net is not None:
-            aux = self.star_aux_net(domain, training=training)
+            side = self.config.model.star_options.domain_features
+            aux = self.star_aux_net(
+                [tf.concat(self._embeddings(embedded, side), axis=1), domain] if side
+                else domain, training=training)
             logits = [main + a for main, a in zip(logits, aux)]
         named = {name: tf.squeeze(logit, -1) + self.logit_offsets[name]
                  for name, logit in zip(self._towers, logits)}
         if self.config.model.head == "esmm":
             named[ESMM_CTCVR_TASK] = ctcvr_logit(named[ESMM_CTR_TASK], named[ESMM_CVR_TASK])
         return named
+
+    def _tower_input(self, embedded) -> tf.Tensor:
+        """The dense input vector, without ``model.star.domain_features`` for a STAR tower
+        (they feed its auxiliary network)."""
+        m = self.config.model
+        left_out = set(m.star_options.domain_features) if m.tower == "star" else set()
+        if not left_out:
+            return embedded[DENSE]
+        parts = [embedded[EMBEDDINGS][n] for n in self.config.features.input_names
+                 if n in embedded[EMBEDDINGS] and n not in left_out]
+        return tf.concat(parts + [embedded[NUMERICS]], axis=1)
 
     @staticmethod
     def _embeddings(embedded, names) -> list[tf.Tensor]:

@@ -24,7 +24,8 @@ def test_shipped_scenario_configs_load_and_round_trip():
     star = load_experiment(os.path.join(CONFIGS, "star_esmm.yaml"))
     assert star.model.tower == "star"
     assert star.model.star == StarConfig(partitioned_norm=True, aux_net=True,
-                                         aux_net_units=[16], aux_embedding_dim=8)
+                                         aux_net_units=[16], aux_embedding_dim=8,
+                                         domain_features=["country", "scene", "domain"])
     pepnet = load_experiment(os.path.join(CONFIGS, "pepnet_esmm.yaml"))
     assert (pepnet.model.gating, pepnet.model.personal_features,
             pepnet.model.domain_side_features) == ("pepnet", ["user_id", "item_id"],
@@ -87,6 +88,13 @@ def _set(data, path, value):
      r"model\.gate_hidden_units must be >= 1, got 0"),
     ("ple_epnet_esmm", ("model", "domain_side_features"), [],
      r"model\.gating 'epnet' needs model\.domain_side_features, got \[\]"),
+    ("star_esmm", ("model", "star", "domain_features"), ["country", "user_tier"],
+     r"model\.star\.domain_features: 'user_tier' is not an ids entry; ids are \['item_id'"),
+    ("star_esmm", ("model", "star", "domain_features"), ["scene", "scene"],
+     r"model\.star\.domain_features: duplicate name\(s\) \['scene'\]"),
+    ("star_esmm", ("model", "star", "aux_net"), False,
+     r"model\.star\.domain_features \['country', 'scene', 'domain'\] feed the auxiliary "
+     r"network: they need model\.star\.aux_net true, got false"),
 ])
 def test_bad_model_values_name_key_and_value(name, path, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -51,6 +51,10 @@ def tiny_config(option):
     features = dataclasses.replace(
         config.features, ids=[f for f in config.features.ids if f.name != "domain"])
     model = dataclasses.replace(config.model, **{**TINY, **overrides})
+    if model.star is not None:
+        model = dataclasses.replace(model, star=dataclasses.replace(
+            model.star, domain_features=[n for n in model.star.domain_features
+                                         if n != "domain"]))
     training = dataclasses.replace(config.training, batch_size=ROWS, learning_rate=0.01,
                                    steps_per_execution=1)
     return dataclasses.replace(config, features=features, model=model, training=training)
@@ -241,3 +245,30 @@ def test_ppnet_gates_read_the_embedding_vector_without_training_it(trained, data
     np.testing.assert_array_equal(inputs[0], embedded[EMBEDDINGS]["user_id"])
     assert tape.gradient(total, x) is None  # stop_gradient: no path back to x
     assert tape.gradient(personal, embedded[EMBEDDINGS]["user_id"]) is not None
+
+
+def test_star_feeds_domain_features_to_the_auxiliary_network_only(trained, data):
+    """Country and scene skip the star network (its partitioned norm would divide their
+    zero within-domain variance) and reach the output through the auxiliary network."""
+    config, model, _ = trained("star")
+    left_out = config.model.star_options.domain_features
+    assert left_out == ["country", "scene"]
+    features, _ = _batch(data, config)
+    dims = {f.name: f.dim for f in config.features.ids}
+    embedded = model.embedding(features)
+    tower_input = model._tower_input(embedded).numpy()
+    assert model.tower.norm.domain_gamma.shape[-1] == tower_input.shape[-1] == (
+        embedded["dense"].shape[-1] - sum(dims[n] for n in left_out))
+    assert model.star_aux_net.hidden.dense_layers[0].kernel.shape[0] == (
+        config.model.star_options.aux_embedding_dim + sum(dims[n] for n in left_out))
+    before = model(features)["ctr"].numpy()
+    saved = {n: model.embedding.tables[n].numpy() for n in left_out}
+    try:
+        for n in left_out:
+            model.embedding.tables[n].assign(saved[n] + 1.0)
+        np.testing.assert_array_equal(
+            model._tower_input(model.embedding(features)).numpy(), tower_input)
+        assert np.abs(model(features)["ctr"].numpy() - before).max() > 1e-4
+    finally:
+        for n in left_out:
+            model.embedding.tables[n].assign(saved[n])
