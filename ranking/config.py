@@ -288,11 +288,14 @@ class DWGConfig:
       rank: the delta's rank, required for (and only for) ``low_rank``.
       shrinkage_k: ``k`` of ``lambda_d = n_d / (n_d + k)``, which shrinks a domain with few
         rows seen so far toward the shared weights; 0 disables it.
+      delta_scale: ``s`` of ``W_0 + s lambda_d Delta_d`` (``residual``, ``low_rank``): under
+        Adam the per-domain deltas learn ``s`` times slower than the shared weights.
     """
 
     mode: typing.Literal["full", "residual", "low_rank"] = "residual"
     rank: Optional[int] = None
     shrinkage_k: float = 0.0
+    delta_scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,6 +429,12 @@ class ModelConfig:
         else:
             _only_with("model.dwg.rank", d.rank, "model.dwg.mode", "low_rank", d.mode)
         _finite_at_least("model.dwg.shrinkage_k", d.shrinkage_k, 0.0)
+        if not (math.isfinite(d.delta_scale) and d.delta_scale > 0):
+            raise ConfigError(f"model.dwg.delta_scale must be a finite number > 0, got "
+                              f"{d.delta_scale!r}")
+        if d.mode == "full" and d.delta_scale != 1.0:
+            raise ConfigError(f"model.dwg.delta_scale is used with mode 'residual' or "
+                              f"'low_rank' only, got {d.delta_scale!r} with mode 'full'")
 
     @staticmethod
     def _check_star(s: StarConfig) -> None:

@@ -156,7 +156,8 @@ def build_tower(config: ExperimentConfig, num_towers: int) -> tf.keras.layers.La
     if m.tower == "dwg":
         d = m.dwg_options
         return DWGTower(num_towers, m.bottom_units, num_domains, mode=d.mode, rank=d.rank,
-                        shrinkage_k=d.shrinkage_k, dropout=m.dropout, name="tower")
+                        shrinkage_k=d.shrinkage_k, delta_scale=d.delta_scale,
+                        dropout=m.dropout, name="tower")
     if m.tower == "star":
         return StarTower(num_towers, m.bottom_units, num_domains, dropout=m.dropout,
                          partitioned_norm=m.star_options.partitioned_norm, name="tower")

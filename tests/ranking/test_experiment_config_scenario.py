@@ -61,6 +61,11 @@ def _set(data, path, value):
      r"model\.dwg\.mode 'residual'"),
     ("dwg_esmm", ("model", "dwg", "shrinkage_k"), -1,
      r"model\.dwg\.shrinkage_k must be a finite number >= 0, got -1\.0"),
+    ("dwg_esmm", ("model", "dwg", "delta_scale"), 0,
+     r"model\.dwg\.delta_scale must be a finite number > 0, got 0\.0"),
+    ("dwg_esmm", ("model", "dwg"), {"mode": "full", "delta_scale": 0.1},
+     r"model\.dwg\.delta_scale is used with mode 'residual' or 'low_rank' only, got 0\.1 "
+     r"with mode 'full'"),
     ("dwg_esmm", ("model", "tower"), "ple",
      r"model\.dwg = DWGConfig\(.*\) is only used with model\.tower 'dwg', got model\.tower "
      r"'ple'"),

@@ -96,6 +96,16 @@ def _check_shrinkage_k(value) -> float:
     return float(value)
 
 
+def _check_delta_scale(value, mode: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"delta_scale must be a finite number > 0, got {value!r}")
+    if mode == "full" and value != 1:
+        raise ValueError(f"delta_scale is not used with mode='full' (its domain kernels are not "
+                         f"deltas), got {value!r}")
+    return float(value)
+
+
 def _check_counts(value, num_domains: int, shrinkage_k: float):
     if value is None:
         return None
@@ -179,6 +189,10 @@ class DomainDense(tf.keras.layers.Layer):
       kernel_regularizer: applies to ``W_0`` (and ``W_d`` in ``"full"`` mode).
       delta_regularizer: applies to ``Delta_d`` (``"residual"``) or ``U_d`` and ``V_d``
         (``"low_rank"``), pulling domains toward the shared weights; not allowed with ``"full"``.
+      delta_scale: ``s > 0`` in ``W_d_eff = W_0 + s lambda_d Delta_d`` (``"residual"``,
+        ``"low_rank"``; the bias deltas likewise); 1 in ``"full"``. Under Adam, whose steps
+        have about the same size whatever the gradient's scale, this is the deltas' learning
+        rate times ``s``: each domain drifts from the shared weights ``s`` times slower.
 
     Call: ``layer([x, domain_index], training=None)`` with ``x: [batch, d_in]`` and
     ``domain_index: int32 [batch]`` (or ``[batch, 1]``) in ``[0, D]``; other values count as 0.
@@ -189,7 +203,7 @@ class DomainDense(tf.keras.layers.Layer):
                  shrinkage_k: float = 0.0, initial_counts=None, update_counts: bool = True,
                  activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, delta_regularizer=None,
-                 **kwargs):
+                 delta_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.units = _check_int("units", units)
         self.num_domains = _check_int("num_domains", num_domains)
@@ -213,6 +227,7 @@ class DomainDense(tf.keras.layers.Layer):
         if self.mode == "full" and self._delta_regularizer is not None:
             raise ValueError(f"delta_regularizer is not used with mode='full', got "
                              f"{delta_regularizer!r}")
+        self.delta_scale = _check_delta_scale(delta_scale, self.mode)
 
     # --- weights ---------------------------------------------------------------------------
     def build(self, input_shape):
@@ -288,8 +303,9 @@ class DomainDense(tf.keras.layers.Layer):
         self._update_counts(idx, training)
         dtype = x.dtype
         n, u = self.num_domains, self.units
-        # coef[b, d-1] = lambda_d for the row's own known domain d, else 0 (one_hot(-1) = 0).
-        coef = tf.one_hot(idx - 1, n, dtype=tf.float32) * self.shrinkage()[None, :]
+        # coef[b, d-1] = s lambda_d for the row's own known domain d, else 0 (one_hot(-1) = 0).
+        coef = tf.one_hot(idx - 1, n, dtype=tf.float32) * (
+            self.delta_scale * self.shrinkage()[None, :])
         if self.mode == "low_rank":
             y = self._low_rank(x, tf.cast(coef, dtype))
         else:
@@ -333,6 +349,7 @@ class DomainDense(tf.keras.layers.Layer):
             "bias_initializer": tf.keras.initializers.serialize(self._bias_initializer),
             "kernel_regularizer": _serialize(self._kernel_regularizer, "regularizers"),
             "delta_regularizer": _serialize(self._delta_regularizer, "regularizers"),
+            "delta_scale": self.delta_scale,
         }
 
 
@@ -354,7 +371,8 @@ class DWGTower(tf.keras.layers.Layer):
       units: positive int or sequence of positive ints, widths of the layers.
       num_domains: number of known domains D, >= 1.
       mode, rank, shrinkage_k, initial_counts, update_counts, use_bias, kernel_initializer,
-        kernel_regularizer, delta_regularizer: passed to every :class:`DomainDense`.
+        kernel_regularizer, delta_regularizer, delta_scale: passed to every
+        :class:`DomainDense`.
       activation: activation after every layer (``"relu"``).
       dropout: dropout rate in ``[0, 1)`` after every layer when ``training``.
 
@@ -367,7 +385,7 @@ class DWGTower(tf.keras.layers.Layer):
                  shrinkage_k: float = 0.0, initial_counts=None, update_counts: bool = True,
                  activation="relu", dropout: float = 0.0, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
-                 delta_regularizer=None, **kwargs):
+                 delta_regularizer=None, delta_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.num_tasks = _check_int("num_tasks", num_tasks)
         self.units = _check_units("units", units)
@@ -380,7 +398,8 @@ class DWGTower(tf.keras.layers.Layer):
                         kernel_initializer=_clone_initializer(self._kernel_initializer,
                                                               100 * i),
                         kernel_regularizer=kernel_regularizer,
-                        delta_regularizer=delta_regularizer, dtype=self.dtype_policy,
+                        delta_regularizer=delta_regularizer, delta_scale=delta_scale,
+                        dtype=self.dtype_policy,
                         name=f"domain_dense_{i}")
             for i, u in enumerate(self.units)]
         self.dropout_layer = tf.keras.layers.Dropout(
@@ -406,7 +425,8 @@ class DWGTower(tf.keras.layers.Layer):
             **super().get_config(), "num_tasks": self.num_tasks, "units": list(self.units),
             **{k: first[k] for k in ("num_domains", "mode", "rank", "shrinkage_k",
                                      "initial_counts", "update_counts", "activation",
-                                     "use_bias", "kernel_regularizer", "delta_regularizer")},
+                                     "use_bias", "kernel_regularizer", "delta_regularizer",
+                                     "delta_scale")},
             "dropout": self.dropout,
             "kernel_initializer": tf.keras.initializers.serialize(self._kernel_initializer),
         }

@@ -38,7 +38,7 @@ def _dense_reference(layer, x, idx):
         p = int(p) if 0 <= p <= layer.num_domains else 0
         w, b = w0, b0
         if p > 0:
-            lp = lam[p - 1]
+            lp = lam[p - 1] * layer.delta_scale
             db = layer.domain_biases.numpy()[p - 1] if layer.use_bias else 0.0
             if layer.mode == "full":
                 w = w0 + lp * (layer.domain_kernels.numpy()[p - 1] - w0)
@@ -67,7 +67,8 @@ def _domain_params(layer, p):
 MODES = [dict(mode="full"), dict(mode="residual"), dict(mode="low_rank", rank=2),
          dict(mode="full", shrinkage_k=10.0, initial_counts=[5, 30, 0]),
          dict(mode="residual", shrinkage_k=4.0, initial_counts=[1, 2, 12]),
-         dict(mode="low_rank", rank=3, shrinkage_k=2.0, initial_counts=[3, 0, 9])]
+         dict(mode="low_rank", rank=3, shrinkage_k=2.0, initial_counts=[3, 0, 9]),
+         dict(mode="residual", delta_scale=0.1), dict(mode="low_rank", rank=2, delta_scale=3.0)]
 
 
 # --------------------------------------------------------------------------------- golden values
@@ -118,6 +119,21 @@ def test_golden_residual_shrinkage_and_count_updates():
     got = layer([x, idx], training=True).numpy()
     np.testing.assert_allclose(got, [[5.0], [5.0], [3.0 - 7.0 / 9.0 * 7.6], [3.0]], rtol=1e-6)
     np.testing.assert_array_equal(layer.domain_counts.numpy(), [4, 7])
+
+
+def test_golden_residual_delta_scale_with_shrinkage():
+    layer = DomainDense(1, 2, mode="residual", shrinkage_k=2.0, initial_counts=[2, 6],
+                        delta_scale=0.1)
+    x = np.array([[1.0, 2.0]] * 3, np.float32)
+    idx = np.array([1, 2, 0], np.int32)
+    layer([x, idx])
+    layer.shared_kernel.assign([[1.0], [1.0]])
+    layer.domain_kernels.assign([[[2.0], [0.0]], [[0.0], [-4.0]]])
+    layer.domain_biases.assign([[1.0], [0.4]])
+    # s lambda = 0.1 * [0.5, 0.75]: domain 1: 3 + 0.05 * (2 + 1) = 3.15;
+    # domain 2: 3 + 0.075 * (-8 + 0.4) = 2.43; unknown: 3
+    np.testing.assert_allclose(layer([x, idx]).numpy(), [[3.15], [2.43], [3.0]], rtol=1e-6)
+    assert layer.get_config()["delta_scale"] == 0.1
 
 
 def test_golden_low_rank():
@@ -285,7 +301,8 @@ def test_config_and_savedmodel_roundtrip(check_config_roundtrip, check_savedmode
     check_config_roundtrip(DWGTower(2, [6, 3], D, mode="full", shrinkage_k=1.0, dropout=0.2,
                                     kernel_initializer="he_normal"), [x, idx])
     xi, di = tf.keras.Input([5]), tf.keras.Input([], dtype=tf.int32)
-    tower = DWGTower(2, [6, 3], D, mode="residual", shrinkage_k=2.0)
+    tower = DWGTower(2, [6, 3], D, mode="residual", shrinkage_k=2.0, delta_scale=0.5)
+    assert tower.get_config()["delta_scale"] == 0.5
     model = tf.keras.Model([xi, di], TaskTowers(2, [4])(tower([xi, di])))
     model([x, idx], training=True)
     _randomize(model)
@@ -329,6 +346,11 @@ def test_mixed_precision_close_to_float32(mixed_bf16, kwargs):
      "initial_counts must be a sequence of num_domains=3 integers >= 0, got [1, -2, 3]"),
     (dict(activation="nope"), "activation is not a known activation, got 'nope'"),
     (dict(delta_regularizer="l2"), "delta_regularizer is not used with mode='full', got 'l2'"),
+    (dict(mode="residual", delta_scale=0.0), "delta_scale must be a finite number > 0, got 0.0"),
+    (dict(mode="residual", delta_scale=float("nan")),
+     "delta_scale must be a finite number > 0, got nan"),
+    (dict(delta_scale=0.5), "delta_scale is not used with mode='full' (its domain kernels are "
+                            "not deltas), got 0.5"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as err:
