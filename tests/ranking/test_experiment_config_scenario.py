@@ -20,7 +20,7 @@ def _yaml(name):
 
 def test_shipped_scenario_configs_load_and_round_trip():
     dwg = load_experiment(os.path.join(CONFIGS, "dwg_esmm.yaml"))
-    assert dwg.model.tower == "dwg" and dwg.model.dwg == DWGConfig(mode="residual")
+    assert dwg.model.tower == "dwg" and dwg.model.dwg == DWGConfig(mode="residual", delta_scale=0.1)
     star = load_experiment(os.path.join(CONFIGS, "star_esmm.yaml"))
     assert star.model.tower == "star"
     assert star.model.star == StarConfig(partitioned_norm=True, aux_net=True,
