@@ -6,6 +6,7 @@ Example::
     ranking-simulate --out /tmp/sim --impressions 200000 --seed 7 --format parquet --shards 4
     ranking-simulate --out /tmp/sim --impressions 60000 --domain-drift      # hourly domain mix
     ranking-simulate --out /tmp/sim --impressions 200000 --domain-effect-scale 3  # 3x domain gaps
+    ranking-simulate --out /tmp/sim --impressions 1000000 --days 21 --pay-drift 0.1  # CVR drifts
 """
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale the differences between domains in the true model's [country, "
                         "scene] coefficient tables by K >= 0 (default 1, the tables as they are; "
                         "0: all domains alike)")
+    p.add_argument("--pay-drift", type=float, default=0.0, metavar="SIGMA",
+                   help="make each domain's conversion rate drift: its pay logit follows a "
+                        "daily Gaussian random walk with step sd SIGMA >= 0, recorded in "
+                        "simulation.json (default 0, off)")
     return p
 
 
@@ -70,7 +75,8 @@ def main(argv=None) -> int:
         users=args.users, format=args.format, truth_format=args.truth_format,
         shards=args.shards, workers=args.workers, start_ts=args.start_ts,
         chunk_rows=args.chunk_rows, categories=args.categories, items=args.items,
-        domain_drift=args.domain_drift, domain_effect_scale=args.domain_effect_scale)
+        domain_drift=args.domain_drift, domain_effect_scale=args.domain_effect_scale,
+        pay_drift=args.pay_drift)
     try:
         cfg.validate()
     except ValueError as e:

@@ -44,6 +44,14 @@ How it is generated:
   (:func:`pipelines.simulator.world.domain_tables`); it changes the click, pay and refund
   probabilities only, never who sees which item when. At 1 the output is byte-identical to a
   run without the option.
+* ``pay_drift`` (``--pay-drift SIGMA``, default 0 = off): each domain's conversion | click
+  logit moves by a daily Gaussian random walk with step sd SIGMA and no trend in the odds
+  (:func:`pipelines.simulator.world.pay_drift_walk`), indexed by the click's UTC day since
+  the window start (days after the window keep the last day's offset). The walk is drawn
+  once from its own ``SeedSequence(seed, spawn_key=(3,))``, so every chunk agrees, and
+  recorded in ``simulation.json`` (``pay_drift_walk``: per domain, one offset per day). It
+  changes ``p_pay`` and who pays (hence pay and refund times), never who sees or clicks what.
+  At 0 the output is byte-identical to a run without the option.
 
 See :mod:`pipelines.simulator.world` for the coefficient tables.
 """
@@ -118,6 +126,7 @@ class SimConfig:
     items: int = W.DEFAULT_ITEMS
     domain_drift: float = 0.0
     domain_effect_scale: float = 1.0
+    pay_drift: float = 0.0
 
     @property
     def n_users(self) -> int:
@@ -140,6 +149,7 @@ class SimConfig:
         if not 0.0 <= self.domain_drift <= 1.0:
             raise ValueError(f"domain_drift must be in [0, 1], got {self.domain_drift!r}")
         W.check_domain_effect_scale(self.domain_effect_scale)
+        W.check_pay_drift(self.pay_drift)
         end = self.start_ts + self.days * 86400 + W.PAY_DELAY_MAX_S + W.REFUND_DELAY_MAX_S
         if self.start_ts < 946_684_800 or end + 10 * 86400 >= 4_102_444_800:
             raise ValueError("start_ts + days must stay inside the schema's timestamp range")
@@ -349,9 +359,16 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     seq_score = np.log1p(seq_same + W.RELATED_WEIGHT * seq_related)
 
     # ---- conversion and refund -------------------------------------------------------------
-    p_pay = _sigmoid(T.pay_base[c_s] + T.pay_price[c_s] * z_price + W.PAY_DEVICE[device]
-                     + W.PAY_QUALITY * quality + W.PAY_TASTE * taste_aff
-                     + W.PAY_SEQ * seq_score + pay_bias_u[user])
+    pay_logit = (T.pay_base[c_s] + T.pay_price[c_s] * z_price + W.PAY_DEVICE[device]
+                 + W.PAY_QUALITY * quality + W.PAY_TASTE * taste_aff
+                 + W.PAY_SEQ * seq_score + pay_bias_u[user])
+    if cfg.pay_drift:
+        # The offset of the day the decision to pay is made: the click's (an unclicked
+        # impression's truth row gets its own day's).
+        day = pay_drift_day(cfg, np.where(clicked, click_ts, ts))
+        pay_logit = pay_logit + pay_drift_walk_for(cfg)[day, country, scene]
+    p_pay = _sigmoid(pay_logit)
+    del pay_logit
     paid = clicked & (rng.random(n) < p_pay)
     fast = rng.random(n) < W.PAY_FAST_PROB[scene]
     slow_median_s = W.PAY_SLOW_MEDIAN_H[country] * W.PAY_SLOW_SCENE_MULT[scene] * 3600.0
@@ -563,6 +580,18 @@ def _run_chunk(chunk: int) -> dict:
             "users": encode_csv(res["users"])}
 
 
+def pay_drift_walk_for(cfg: SimConfig) -> np.ndarray:
+    """``[day, country, scene]`` pay logit offsets of the run (zeros when pay_drift is 0)."""
+    return W.pay_drift_walk(np.random.SeedSequence(cfg.seed, spawn_key=(3,)), cfg.days,
+                            cfg.pay_drift)
+
+
+def pay_drift_day(cfg: SimConfig, event_ts: np.ndarray) -> np.ndarray:
+    """The walk's day index of epoch seconds ``event_ts``: UTC days since the window start,
+    the last day's for events after the window."""
+    return np.minimum((event_ts - cfg.start_ts) // 86400, cfg.days - 1)
+
+
 def build_world_for(cfg: SimConfig) -> W.World:
     return W.build_world(np.random.SeedSequence(cfg.seed, spawn_key=(0,)),
                          cfg.categories, cfg.items)
@@ -703,11 +732,11 @@ def _summary(cfg: SimConfig, plan: Plan, s: dict) -> dict:
     ext = EXTENSIONS[cfg.format]
     return {
         # Execution settings (out, workers) are left out: the files must not depend on them.
-        # domain_drift and domain_effect_scale only when not at their defaults: a run without
-        # them writes the same file as before they existed.
+        # domain_drift, domain_effect_scale and pay_drift only when not at their defaults: a
+        # run without them writes the same file as before they existed.
         "params": {**{k: v for k, v in dataclasses.asdict(cfg).items()
                       if k not in ("out", "workers")
-                      and not (k == "domain_drift" and not v)
+                      and not (k in ("domain_drift", "pay_drift") and not v)
                       and not (k == "domain_effect_scale" and v == 1.0)},
                    "users": cfg.n_users, "shards": plan.n_shards, "chunks": len(plan.chunks)},
         "schema": {"columns": list(LOG_COLUMNS),
@@ -743,4 +772,13 @@ def _summary(cfg: SimConfig, plan: Plan, s: dict) -> dict:
         },
         "domains": domains,
         "tiers": tiers,
+        **_pay_drift_summary(cfg),
     }
+
+
+def _pay_drift_summary(cfg: SimConfig) -> dict:
+    if not cfg.pay_drift:
+        return {}
+    walk = pay_drift_walk_for(cfg).reshape(cfg.days, W.N_DOMAINS)
+    return {"pay_drift_walk": {name: np.round(walk[:, d], 6).tolist()
+                               for d, name in enumerate(W.domain_names())}}

@@ -12,7 +12,9 @@ The true model (see :mod:`pipelines.simulator.simulate` for the formulas):
   where ``seq_score = n_same + RELATED_WEIGHT * n_related`` counts the user's last
   ``SEQ_LEN`` clicks with ``click_ts`` strictly before the impression's ``ts`` whose category
   is the target's (same) or has the target's category among its related ones (related);
-* conversion | click and refund | conversion have their own domain tables below.
+* conversion | click and refund | conversion have their own domain tables below; with
+  ``pay_drift`` the conversion logit also gets a per-domain daily random walk
+  (:func:`pay_drift_walk`).
 
 Indices: ``c`` country, ``s`` scene, domain index ``d = c * len(SCENES) + s``.
 """
@@ -139,6 +141,18 @@ PAY_SLOW_SCENE_MULT = np.array([1.2, 1.0, 0.7])
 PAY_SLOW_SIGMA = 1.1
 PAY_DELAY_MAX_S = 45 * 86400
 
+# Drift of the conversion rates (SimConfig.pay_drift = sigma > 0; off by default): real
+# conversion rates move from day to day (promotions, paydays, seasonality, a checkout change
+# in one scene), the reason delayed-feedback models are trained on a stream. Each domain's pay
+# logit gets an offset that follows a Gaussian random walk over the UTC days of the window,
+# ``walk[0] = 0`` (day 0 is the static world) and ``walk[d] = walk[d - 1] + sigma * e_d -
+# sigma^2 / 2`` with independent standard normal ``e_d`` per [country, scene]
+# (pay_drift_walk). After ``d`` days a domain's offset has sd ``sigma * sqrt(d)``: 0.1 *
+# sqrt(20) = 0.45 on day 20 of a 21-day window, a conversion rate ~1.6x higher or lower than
+# at the start. The ``- sigma^2 / 2`` keeps the expected odds multiplier ``E[exp(walk[d])]``
+# at 1, so conversion rates (~ odds, at these rates) move without a trend; a plain walk would
+# raise them by ``exp(d sigma^2 / 2)`` on average: +10 % by day 20 at 0.1, +49 % at 0.2.
+
 # --- refund | conversion -----------------------------------------------------------------
 REFUND_BASE = (np.array([-1.70, -1.25, -1.50, -1.60])[:, None]
                + np.array([0.0, -0.10, 0.10])[None, :])
@@ -198,6 +212,25 @@ def domain_tables(scale: float = 1.0) -> DomainTables:
 def check_domain_effect_scale(scale: float) -> None:
     if not (np.isfinite(scale) and scale >= 0.0):
         raise ValueError(f"domain_effect_scale must be a finite number >= 0, got {scale!r}")
+
+
+def pay_drift_walk(seed_sequence: np.random.SeedSequence, days: int,
+                   sigma: float) -> np.ndarray:
+    """The pay logit offset of each domain on each UTC day of the window,
+    ``[day, country, scene]`` (see the comment above the refund tables). The standard normal
+    steps are drawn before scaling by ``sigma``, so walks of one seed at different sigmas
+    follow the same path."""
+    check_pay_drift(sigma)
+    rng = np.random.default_rng(seed_sequence)
+    steps = (rng.standard_normal((days - 1, len(COUNTRIES), len(SCENES))) * sigma
+             - sigma ** 2 / 2)
+    return np.concatenate([np.zeros((1, len(COUNTRIES), len(SCENES))),
+                           np.cumsum(steps, axis=0)])
+
+
+def check_pay_drift(sigma: float) -> None:
+    if not (np.isfinite(sigma) and sigma >= 0.0):
+        raise ValueError(f"pay_drift must be a finite number >= 0, got {sigma!r}")
 
 
 def _scale_domain_deviation(table: np.ndarray, scale: float) -> np.ndarray:

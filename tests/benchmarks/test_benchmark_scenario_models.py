@@ -38,20 +38,24 @@ def test_summary_figures_skip_undefined_domains():
     assert s["ctcvr_domain_auc_mean"] == pytest.approx(0.75)
     assert s["ctr_pcoc_spread"] == pytest.approx(0.4)        # |0.6 - 1| beats |1.3 - 1|
     assert s["ctr_truth_pcoc_spread"] == pytest.approx(0.1)
+    assert s["ctr_pcoc_mean_dev"] == pytest.approx(0.35)    # (0.3 + 0.4) / 2
+    assert s["ctr_truth_pcoc_mean_dev"] == pytest.approx(0.075)
 
 
-def _runs(auc, spread, truth):
-    return [{"ctr_domain_auc_mean": a, "ctr_pcoc_spread": s, "ctr_truth_pcoc_spread": t}
-            for a, s, t in zip(auc, spread, truth)]
+def _runs(auc, spread, truth, mean_dev, truth_mean_dev):
+    return [{"ctr_domain_auc_mean": a, "ctr_pcoc_spread": s, "ctr_truth_pcoc_spread": t,
+             "ctr_pcoc_mean_dev": m, "ctr_truth_pcoc_mean_dev": tm}
+            for a, s, t, m, tm in zip(auc, spread, truth, mean_dev, truth_mean_dev)]
 
 
 def test_verdict_calls_a_change_only_beyond_the_seed_range():
-    base = _runs([0.79, 0.80], [0.40, 0.44], [0.36, 0.38])
-    model = _runs([0.81, 0.82], [0.70, 0.60], [0.37, 0.39])
+    base = _runs([0.79, 0.80], [0.40, 0.44], [0.36, 0.38], [0.20, 0.22], [0.15, 0.16])
+    model = _runs([0.81, 0.82], [0.70, 0.60], [0.37, 0.39], [0.10, 0.12], [0.15, 0.17])
     # AUC +0.02 > seed range 0.01; PCOC spread +0.23 > 0.10 (worse: lower is better);
-    # vs truth +0.01 <= 0.02.
+    # vs truth +0.01 <= 0.02; mean |PCOC-1| -0.10 < -0.02 (better); vs truth +0.005 <= 0.02.
     assert sm.verdict(base, model) == (
         "per-domain AUC mean +0.0200 better; PCOC spread +0.2300 worse; "
-        "vs truth +0.0100 within seed noise 0.0200")
+        "vs truth +0.0100 within seed noise 0.0200; mean |PCOC-1| -0.1000 better; "
+        "vs truth +0.0050 within seed noise 0.0200")
     one = sm.verdict(base[:1], model[:1])
     assert one.startswith("per-domain AUC mean +0.0200 better (1 seed: no noise estimate)")
