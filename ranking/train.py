@@ -88,8 +88,8 @@ def fit(model: MultiTaskRanker, files, schema: Schema, config: ExperimentConfig,
     steps = -(-train_rows // t.batch_size)
     log.info("%d training rows (%d steps per epoch), %d validation rows", train_rows, steps,
              val_rows)
-    train_ds = make_dataset(files, schema, config, training=True,
-                            time_range=splits.train).repeat()
+    train_ds = make_dataset(files, schema, config, training=True, time_range=splits.train,
+                            repeat=True)
     val_ds = make_dataset(files, schema, config, training=False,
                           time_range=splits.validation).repeat()
     callbacks = [

@@ -150,6 +150,28 @@ def test_time_range_filters_and_keeps_full_batches(tmp_path, samples):
     assert all(day1.contains(t) for t in ts)
 
 
+def test_repeat_passes_forever_shuffling_across_pass_boundaries(tmp_path, samples):
+    """``repeat=True``: training repeats the time-filtered records before the shuffle (its
+    buffer never drains: batches stay full and the passes blend); evaluation repeats its
+    batches in order."""
+    schema = write(tmp_path, samples, n_files=2)
+    day1 = TimeRange(DAY0 + DAY_SECONDS, DAY0 + 2 * DAY_SECONDS)
+    day1_items = sorted(s["item_id"] for s in samples[10:20])
+    train = make_dataset(tmp_path, schema, EXPERIMENT, training=True, time_range=day1,
+                         batch_size=4, deterministic=True, repeat=True)
+    batches = list(train.take(10))
+    assert [len(l["click"]) for _, l in batches] == [4] * 10  # no partial batch per pass
+    got = [v.decode() for f, _ in batches for v in f["item_id"].numpy().tolist()]
+    assert set(got) <= set(day1_items)  # the time filter holds in every pass
+    assert max(got.count(i) for i in day1_items) > 1  # 40 rows of a 10-row split
+    assert sorted(got[:10]) != day1_items  # pass 2 rows are shuffled into pass 1's rows
+    evaluation = make_dataset(tmp_path, schema, EXPERIMENT, training=False, time_range=day1,
+                              batch_size=4, repeat=True)
+    once = rows(make_dataset(tmp_path, schema, EXPERIMENT, training=False, time_range=day1,
+                             batch_size=4))
+    assert rows(evaluation.take(6)) == once + once  # 3 batches (4, 4, 2) a pass
+
+
 def test_split_by_time_puts_rows_in_the_right_split(tmp_path, samples):
     schema = write(tmp_path, samples)
     train_range, test_range = split_by_time(tmp_path, test_days=1)
