@@ -159,10 +159,12 @@ def test_two_domains_differ_and_unknown_domain_takes_the_shared_path(trained, da
     before = model.logits(features)
     rng = np.random.default_rng(0)
     moved = 0
+    # DWG's deltas enter scaled by delta_scale: move them as much as the other layers' own.
+    sd = 0.5 / (config.model.dwg_options.delta_scale if config.model.tower == "dwg" else 1.0)
     for var in model.variables:
         short = var.name.split("/")[-1].split(":")[0]
         if short in PER_DOMAIN or short in PER_DOMAIN_AND_SHARED:
-            noise = rng.normal(0.0, 0.5, var.shape).astype(np.float32)
+            noise = rng.normal(0.0, sd, var.shape).astype(np.float32)
             if short in PER_DOMAIN_AND_SHARED:
                 noise[0] = 0.0  # row 0 is the shared row
             if short == "moving_variance":
