@@ -29,12 +29,14 @@ def test_truth_pcoc_divides_out_the_label_noise():
 def test_summary_figures_skip_undefined_domains():
     m = {"ctr_auc_by_domain": {"A": 0.7, "B": 0.8, "C": None},
          "ctr_gap_by_domain": {"A": 0.1, "B": 0.05, "C": None},
+         "cvr_auc_by_domain": {"A": 0.5, "B": 0.7, "C": None},
          "ctcvr_auc_by_domain": {"A": 0.6, "B": None, "C": 0.9},
          "ctr_pcoc_by_domain": {"A": 1.3, "B": 0.6, "C": None},
          "ctr_truth_pcoc_by_domain": {"A": 1.1, "B": 0.95, "C": None}}
     s = sm.summary_figures(m)
     assert s["ctr_domain_auc_mean"] == pytest.approx(0.75)
     assert s["ctr_domain_gap_mean"] == pytest.approx(0.075)
+    assert s["cvr_domain_auc_mean"] == pytest.approx(0.6)
     assert s["ctcvr_domain_auc_mean"] == pytest.approx(0.75)
     assert s["ctr_pcoc_spread"] == pytest.approx(0.4)        # |0.6 - 1| beats |1.3 - 1|
     assert s["ctr_truth_pcoc_spread"] == pytest.approx(0.1)
