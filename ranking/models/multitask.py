@@ -17,9 +17,10 @@ Scenario layers (``model.tower``, ``model.gating``):
 * ``dwg`` / ``star`` towers (:mod:`ranking.layers.scenario`) read the domain index of the
   feature layer (``domain.vocabulary[i]`` -> ``i + 1``); a domain missing from the vocabulary
   (index 0, e.g. a new country at serving time) goes through the shared weights only. STAR's
-  auxiliary network (``model.star.aux_net``) is fed the domain index and its logit is added
-  to every task's logit before the offsets and the head (Sheng et al., CIKM 2021:
-  ``y = sigmoid(s_main + s_aux)``).
+  auxiliary network (``model.star.aux_net``) is fed the domain index and the embeddings of
+  ``model.star.domain_features`` (ids fixed by the domain, left out of the star network's
+  input and its partitioned norm), and its logit is added to every task's logit before the
+  offsets and the head (Sheng et al., CIKM 2021: ``y = sigmoid(s_main + s_aux)``).
 * ``epnet`` rescales the embedding vector by a Gate NU fed the embeddings of
   ``model.domain_side_features`` and ``stop_gradient(x)`` (:class:`~ranking.layers.gating.EPNet`).
 * ``ppnet``: the hidden layers of the task towers (``model.task_tower_units``) become one
