@@ -81,10 +81,9 @@ def fit(model: MultiTaskRanker, files, schema: Schema, config: ExperimentConfig,
     t = config.training
     # Steps are counted up front: steps_per_execution > 1 needs them, and a progress bar with
     # a known end is worth one cheap scan of the ts column.
-    train_rows = count_rows(files, splits.train)
+    train_rows, val_rows = count_rows(files, splits.train, splits.validation)
     if train_rows == 0:
         raise ValueError(f"no training rows in {splits.train}")
-    val_rows = count_rows(files, splits.validation)
     steps = -(-train_rows // t.batch_size)
     log.info("%d training rows (%d steps per epoch), %d validation rows", train_rows, steps,
              val_rows)

@@ -321,11 +321,17 @@ def max_timestamp(files_or_glob: FilesOrGlob) -> int:
     return int(best)
 
 
-def count_rows(files_or_glob: FilesOrGlob, time_range: TimeRange) -> int:
-    """Rows with ``ts`` in ``time_range`` (one vectorized scan of the ``ts`` column)."""
-    return int(timestamp_chunks(files_or_glob).reduce(
-        tf.constant(0, tf.int64), lambda acc, chunk: acc + tf.reduce_sum(
-            tf.cast(in_range_mask(chunk[1], time_range), tf.int64))).numpy())
+def count_rows(files_or_glob: FilesOrGlob, *time_ranges: TimeRange):
+    """Rows with ``ts`` in each time range, in one vectorized scan of the ``ts`` column: an
+    int for one range, a list of ints for several."""
+    if not time_ranges:
+        raise ValueError("count_rows needs at least one time range, got none")
+    counts = timestamp_chunks(files_or_glob).reduce(
+        tf.zeros([len(time_ranges)], tf.int64),
+        lambda acc, chunk: acc + tf.stack([
+            tf.reduce_sum(tf.cast(in_range_mask(chunk[1], r), tf.int64)) for r in time_ranges]))
+    counts = [int(c) for c in counts.numpy()]
+    return counts[0] if len(time_ranges) == 1 else counts
 
 
 def split_by_time(source: Union[str, os.PathLike, Schema], test_days: int = 1, *,

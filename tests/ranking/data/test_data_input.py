@@ -196,7 +196,11 @@ def test_split_by_time_reference_max_ts_and_mid_day_observe_at(tmp_path, samples
     assert max_timestamp(tmp_path) == samples[14]["ts"]
     day1 = TimeRange(DAY0 + DAY_SECONDS, DAY0 + 2 * DAY_SECONDS)
     assert count_rows(tmp_path, day1) == sum(day1.start <= s["ts"] < day1.end
-                                             for s in samples[:15]) > 0
+                                             for s in samples[:15]) == 5
+    day0 = TimeRange(DAY0, DAY0 + DAY_SECONDS)
+    assert count_rows(tmp_path, day0, day1, TimeRange(0, 1)) == [10, 5, 0]  # one scan
+    with pytest.raises(ValueError, match="at least one time range"):
+        count_rows(tmp_path)
     chunks = list(timestamp_chunks(tmp_path, chunk=4))
     assert [len(r) for r, _ in chunks] == [4, 4, 4, 3]
     assert [t for _, ts in chunks for t in ts.numpy().tolist()] == [
