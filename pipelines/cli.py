@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import build_samples
 from pipelines.config import SampleConfig, load_yaml
+from pipelines.io.files import write_text
 from pipelines.io.readers import match_files
 from pipelines.runner import make_pipeline
 from pipelines.samples.example import sample_schema, schema_json
@@ -76,9 +77,9 @@ def run(args, beam_args) -> dict:
     output = args.output.rstrip("/")
     FileSystems.mkdirs(output) if not FileSystems.exists(output) else None
     specs = sample_schema(config, with_truth=bool(truth_paths))
-    _write_text(f"{output}/schema.json", schema_json(specs, config, args.observe_at))
+    write_text(f"{output}/schema.json", schema_json(specs, config, args.observe_at))
     if stream:
-        _write_text(f"{output}/{stream.name}/schema.json", stream_output.stream_schema_json(
+        write_text(f"{output}/{stream.name}/schema.json", stream_output.stream_schema_json(
             stream, specs, config, args.observe_at))
 
     log.info("reading %d file(s) matching %s; labels observed at %d", len(paths), args.input,
@@ -102,7 +103,7 @@ def run(args, beam_args) -> dict:
     summary = summarize(result, time.perf_counter() - start, len(paths), args.observe_at)
     if stream:
         summary["stream"] = stream_output.stream_summary(stream, summary["counters"])
-    _write_text(f"{output}/summary.json", json.dumps(summary, indent=2, sort_keys=True))
+    write_text(f"{output}/summary.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
 
@@ -122,11 +123,6 @@ def summarize(result, seconds: float, files: int, observe_at: int) -> dict:
         and summary["valid_rows"] == summary["samples_written"] + summary["not_yet_observable"])
     summary["rows_per_second"] = round(summary["rows_read"] / max(seconds, 1e-9), 1)
     return summary
-
-
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode())
 
 
 def format_summary(s: dict) -> str:

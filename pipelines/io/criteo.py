@@ -41,6 +41,7 @@ from typing import Iterator, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.io.files import write_text
 from pipelines.schema.raw_log import COLUMNS, InvalidRow, parse_row
 
 N_INT, N_CAT = 8, 9
@@ -196,15 +197,10 @@ def convert(input_path: str, output_dir: str, time_offset: int = DEFAULT_TIME_OF
                 counts["refunds"] += bool(row["refund_ts"])
         finally:
             out.close()
-    _write(f"{output_dir}/pipeline.yaml", pipeline_yaml(refunds))
+    write_text(f"{output_dir}/pipeline.yaml", pipeline_yaml(refunds))
     summary = {**counts, "files": out.paths, "time_offset": time_offset}
-    _write(f"{output_dir}/summary.json", json.dumps(summary, indent=2))
+    write_text(f"{output_dir}/summary.json", json.dumps(summary, indent=2))
     return summary
-
-
-def _write(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode())
 
 
 def build_parser() -> argparse.ArgumentParser:
