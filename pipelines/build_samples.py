@@ -39,6 +39,8 @@ from pipelines.schema.raw_log import Impression, InvalidRow, domain_of, parse_ro
 
 NAMESPACE = "samples"
 DOMAIN_FEATURES = ("country", "scene", "domain")
+# The padded click sequences the row encoder crosses (from _EncodedSequence, not the row).
+_CLICK_SEQUENCES = ("seq_item_ids", "seq_category_ids")
 DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
 # A bundle's history summaries and packed events are emitted when this many user-buckets are
 # open or this many events are packed (bounds the memory of a bundle of many files).
@@ -200,8 +202,8 @@ class BuildSamples(beam.DoFn):
         by_name = {f.name: f for f in specs}
         grouped = set(example_lib.SEQUENCE_FEATURES) | set(label_names) | set(
             DOMAIN_FEATURES) | set(self._extra_names)
-        group = example_lib.make_features_encoder
-        self._encode_sequence = group([by_name[n] for n in example_lib.SEQUENCE_FEATURES])
+        encoder = example_lib.make_features_encoder
+        self._encode_sequence = encoder([by_name[n] for n in example_lib.SEQUENCE_FEATURES])
         self._row_specs = [f for f in specs if f.name not in grouped]
         crosses = config.crosses
         # (cross feature, sequence, target, buckets); the sequences are padded to their length.
@@ -211,8 +213,8 @@ class BuildSamples(beam.DoFn):
              crosses.category_buckets),
             ("cross_imp_category_x_category", "seq_imp_category_ids", "category_id",
              crosses.category_buckets))
-        self._encode_labels = group([by_name[n] for n in label_names])
-        self._encode_domain = group([by_name[n] for n in DOMAIN_FEATURES])
+        self._encode_labels = encoder([by_name[n] for n in label_names])
+        self._encode_domain = encoder([by_name[n] for n in DOMAIN_FEATURES])
         self._extras_group = example_lib.make_group_encoder(
             [by_name[n] for n in self._extra_names])
         self._written = _counter("samples_written")
@@ -304,7 +306,7 @@ class BuildSamples(beam.DoFn):
         length = self._config.sequence.length
         signature = batch_encoding.input_signature([s for s in specs if s.name not in crossed])
         signature.update({name: tf.TensorSpec([None, length], tf.string, name=name)
-                          for name in ("seq_item_ids", "seq_category_ids")})
+                          for name in _CLICK_SEQUENCES})
 
         @tf.function(input_signature=[signature])
         def encode(columns):
@@ -317,8 +319,8 @@ class BuildSamples(beam.DoFn):
             return {name: tf.constant(values, signature[name].dtype)
                     for name, values in columns.items()}
 
-        inputs = [name for name in signature if name not in ("seq_item_ids", "seq_category_ids")]
-        return encode, to_tensors, inputs
+        row_inputs = [name for name in signature if name not in _CLICK_SEQUENCES]
+        return encode, to_tensors, row_inputs
 
     def _encode_label_group(self, events: tuple) -> tuple[bytes, Optional[tuple]]:
         """(click_ts, pay_ts, refund_ts, category_purchase or None) -> (the labels, event
@@ -340,10 +342,11 @@ class BuildSamples(beam.DoFn):
         batch, self._buffer = self._buffer, []
         if not batch:
             return
-        encode, to_tensors, inputs = self._encode_rows
-        columns = {name: [r.row[name] for r in batch] for name in inputs}
-        columns["seq_item_ids"] = [r.seq.item_ids for r in batch]
-        columns["seq_category_ids"] = [r.seq.category_ids for r in batch]
+        encode, to_tensors, row_inputs = self._encode_rows
+        columns = {name: [r.row[name] for r in batch] for name in row_inputs}
+        item_ids, category_ids = _CLICK_SEQUENCES
+        columns[item_ids] = [r.seq.item_ids for r in batch]
+        columns[category_ids] = [r.seq.category_ids for r in batch]
         encoded_rows = encode(to_tensors(columns)).numpy().tolist()
         counts = [0] * len(self._positives)
         for (_, seq, payload, purchase), encoded in zip(batch, encoded_rows):

@@ -267,6 +267,7 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
         raise SchemaError(f"time_range needs the feature {TIME_FEATURE!r}, not in the schema")
 
     files = list_files(files_or_glob)
+    repeats_records = training and config.training.order == "shuffled"
     if training and config.training.order != "shuffled":
         ds = _time_ordered(_records_in_time_order(files, time_range), config.training, seed)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -274,8 +275,8 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
         ds = _read_records(files, shuffle_files=True, seed=seed, deterministic=deterministic)
         if time_range is not None:
             ds = _filter_by_time(ds, time_range, deterministic)
-        if repeat:
-            ds, repeat = ds.repeat(), False
+        if repeat:  # the records, not the batches (docstring)
+            ds = ds.repeat()
         ds = ds.shuffle(config.training.shuffle_buffer, seed=seed,
                         reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -304,7 +305,7 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
     # autotuner (legacy_autotune, independent of this option).
     options.autotune.enabled = False
     ds = ds.with_options(options)
-    if repeat:
+    if repeat and not repeats_records:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
 
