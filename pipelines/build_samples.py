@@ -12,8 +12,9 @@ Stages (each a transform below):
      data) truth rows; per group: sort, merge, point-in-time sequences and counts; hashed
      crosses computed in batches with the model's own TensorFlow op; labels as observed at
      ``observe_at``;
-  4. write sharded TFRecords of ``tf.train.Example``, the dead letter, ``schema.json``;
-     the CLI adds ``summary.json`` with the counters.
+  4. write TFRecords of ``tf.train.Example``, one set of files per UTC day of ``ts``
+     (:mod:`pipelines.io.sample_files`), the dead letter, ``schema.json``; the CLI adds
+     ``summary.json`` with the counters.
 """
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ from pipelines.samples import example as example_lib
 from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
                                                  pays_by_bucket)
-from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats, day_of
+from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats
 from pipelines.samples.labels import EVENT_TS, LABELS, observed_labels
 from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryLengths,
                                          MergeHistoriesFn, bucket_of, carry_ins,
                                          point_in_time)
 from pipelines.schema.raw_log import Impression, InvalidRow, domain_of, parse_row
+from ranking.data.layout import day_of
 
 NAMESPACE = "samples"
 DOMAIN_FEATURES = ("country", "scene", "domain")
@@ -276,8 +278,8 @@ class BuildSamples(beam.DoFn):
             yield from self._flush()
 
     def finish_bundle(self):
-        for serialized in self._flush():
-            yield GlobalWindows.windowed_value(serialized)
+        for pair in self._flush():
+            yield GlobalWindows.windowed_value(pair)
 
     def _encode_seq(self, sequence) -> "_EncodedSequence":
         pad = self._config.sequence.length - len(sequence)
@@ -338,7 +340,7 @@ class BuildSamples(beam.DoFn):
         return self._encode_domain(
             {"country": country, "scene": scene, "domain": domain_of(country, scene)})
 
-    def _flush(self) -> Iterable[bytes]:
+    def _flush(self) -> Iterable[tuple[int, bytes]]:
         batch, self._buffer = self._buffer, []
         if not batch:
             return
@@ -354,7 +356,7 @@ class BuildSamples(beam.DoFn):
                 (payload[6], payload[7], payload[8], purchase))
             if positives is not None:
                 counts = [c + p for c, p in zip(counts, positives)]
-            yield example_lib.wrap_example(b"".join((
+            yield day_of(payload[5]), example_lib.wrap_example(b"".join((
                 seq.features, encoded, labels,
                 self._domain_group((payload[3], payload[4])), self._extras_group(payload[9]))))
         self._written.inc(len(batch))
@@ -413,7 +415,8 @@ class KeyTruth(beam.DoFn):
 
 
 class BuildSampleSet(beam.PTransform):
-    """Raw-log file paths -> ``{"samples": serialized tf.Examples, "dead_letter": dicts}``."""
+    """Raw-log file paths -> ``{"samples": (UTC day of ts, serialized tf.Example) pairs,
+    "dead_letter": dicts}``."""
 
     def __init__(self, config: SampleConfig, observe_at: int,
                  truth_paths: Optional[list[str]] = None):

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import build_samples
 from pipelines.config import SampleConfig, load_yaml
 from pipelines.io.files import write_text
+from pipelines.io import sample_files
 from pipelines.io.readers import match_files
 from pipelines.runner import make_pipeline
 from pipelines.samples.example import sample_schema, schema_json
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="sample config YAML (default: built-in defaults)")
     p.add_argument("--truth", help="glob of simulator truth files to join (evaluation only)")
     p.add_argument("--sequence-length", type=int, help="override sequence.length")
-    p.add_argument("--num-shards", type=int, help="override num_shards (0: runner decides)")
+    p.add_argument("--num-shards", type=int, help="override num_shards: sample files per UTC day (0: one per day and bundle)")
     stream_output.add_arguments(p)
     return p
 
@@ -76,6 +77,8 @@ def run(args, beam_args) -> dict:
     truth_paths = match_files(args.truth) if args.truth else None
     output = args.output.rstrip("/")
     FileSystems.mkdirs(output) if not FileSystems.exists(output) else None
+    samples_dir = f"{output}/{build_samples.SAMPLES_DIR}"
+    refuse_existing_samples(samples_dir)
     specs = sample_schema(config, with_truth=bool(truth_paths))
     write_text(f"{output}/schema.json", schema_json(specs, config, args.observe_at))
     if stream:
@@ -89,22 +92,34 @@ def run(args, beam_args) -> dict:
     result_sets = (pipeline | "InputFiles" >> beam.Create(paths)
                    | "BuildSampleSet" >> build_samples.BuildSampleSet(
                        config, args.observe_at, truth_paths))
-    _ = result_sets["samples"] | "WriteSamples" >> beam.io.WriteToTFRecord(
-        f"{output}/{build_samples.SAMPLES_DIR}/part", file_name_suffix=".tfrecord",
-        num_shards=config.num_shards)
+    temp_dir = f"{output}/.tmp-{build_samples.SAMPLES_DIR}"
+    _ = result_sets["samples"] | "WriteSamples" >> sample_files.WriteSamplesByDay(
+        samples_dir, temp_dir, shards=config.num_shards)
     if stream:
-        stream_output.write_stream(result_sets["samples"], output, stream, config.num_shards)
+        stream_output.write_stream(result_sets["samples"] | "SampleBytes" >> beam.Values(),
+                                   output, stream, config.num_shards)
     _ = (result_sets["dead_letter"] | "DeadLetterJson" >> beam.Map(
         build_samples.dead_letter_line)
          | "WriteDeadLetter" >> beam.io.WriteToText(
              f"{output}/{build_samples.DEAD_LETTER_DIR}/part", file_name_suffix=".jsonl"))
     result = pipeline.run()
     result.wait_until_finish()
+    sample_files.remove_temp_dir(temp_dir)
     summary = summarize(result, time.perf_counter() - start, len(paths), args.observe_at)
     if stream:
         summary["stream"] = stream_output.stream_summary(stream, summary["counters"])
     write_text(f"{output}/summary.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
+
+
+def refuse_existing_samples(samples_dir: str) -> None:
+    """Files of an earlier run would mix with this run's (file names carry the day and the
+    number of files per day, which can change between runs)."""
+    existing = FileSystems.match([f"{samples_dir}/part-*"])[0].metadata_list
+    if existing:
+        raise SystemExit(f"ranking-pipeline: {samples_dir} already holds {len(existing)} sample "
+                         f"file(s) (e.g. {existing[0].path}); remove them or choose another "
+                         "--output")
 
 
 def summarize(result, seconds: float, files: int, observe_at: int) -> dict:

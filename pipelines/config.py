@@ -105,7 +105,7 @@ class SampleConfig:
         default_factory=CategoryPurchaseConfig)
     extra_columns: list[ExtraColumn] = dataclasses.field(default_factory=list)
     input_format: typing.Literal["auto", "csv", "jsonl", "parquet"] = "auto"
-    num_shards: int = 0  # 0: let the runner choose
+    num_shards: int = 0  # sample files per UTC day; 0: one per day per bundle, no shuffle
 
     def __post_init__(self):
         names = [c.name for c in self.extra_columns]

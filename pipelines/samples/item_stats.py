@@ -17,11 +17,7 @@ from typing import Iterable
 
 import apache_beam as beam
 
-DAY_SECONDS = 86400
-
-
-def day_of(ts: int) -> int:
-    return ts // DAY_SECONDS
+from ranking.data.layout import day_of
 
 
 class ItemDayCounter:

@@ -2,11 +2,14 @@
 
 The pipeline of :func:`make_dataset`::
 
-    files (sorted; shuffled when training)
-      -> interleave(TFRecordDataset)            parallel reads
-      -> time filter                            with a time range: chunks of serialized records
-                                                get only ``ts`` parsed (vectorized) and the rows
-                                                outside [start, end) are dropped
+    files (sorted; shuffled when training)      with a time range, the files of the days in
+                                                it (:func:`files_for_range`)
+      -> interleave(TFRecordDataset)            one thread for local files
+      -> time filter                            only when the range cuts through a file's day
+                                                (or files carry no day in their name): chunks
+                                                of serialized records get only ``ts`` parsed
+                                                (vectorized) and rows outside [start, end)
+                                                are dropped
       -> repeat                                 training with ``repeat=True``: before the
                                                 shuffle, so its buffer never drains
       -> shuffle(shuffle_buffer)                training only, on serialized records
@@ -25,20 +28,24 @@ time order because each domain peaks at other hours, so the domain mix of time-o
 drifts; the window smooths the mix over ``window_size`` recent rows while staying in time order
 at that granularity (an online learner's view of the data).
 
-The time filter drops rows before the full parse (the costly step) and, when training, before
-the shuffle: the buffer holds ``shuffle_buffer`` rows of the split being read and the rows of
-the other splits cost neither a shuffle slot nor a copy. Without a shuffle (evaluation) the
-filtered chunks are rebatched directly. Batches are full (``batch_size`` rows, except the
-last) whatever share of rows the filter keeps.
+``ranking-pipeline`` writes one set of files per UTC day, named by the day
+(:mod:`ranking.data.layout`), so the day-aligned splits of :func:`split_by_time` are whole
+files and no record is filtered. Otherwise the time filter drops rows before the full parse
+(the costly step) and, when training, before the shuffle: the buffer holds ``shuffle_buffer``
+rows of the split being read and the rows of the other splits cost neither a shuffle slot nor
+a copy. Without a shuffle (evaluation) the filtered chunks are rebatched directly. Batches are
+full (``batch_size`` rows, except the last) whatever share of rows the filter keeps.
 
 CPU cost: on a small host the input pipeline competes with the training step for the same
 cores, so it is built for CPU time per example rather than for the most parallelism: tf.data's
 autotuning is off (its per-element bookkeeping -- timing and sizing every serialized record at
 every stage -- cost ~17% of the pipeline's CPU), so AUTOTUNE parallelism falls back to one call
-per core (at most 16) and the prefetch buffer is grown by the prefetch autotuner. Filtering
-before the shuffle and without autotuning cut the CPU per example of a shuffled, time-filtered
-training input by ~35% on the demo samples (12.3 -> 7.9 us at batch 256);
-``benchmarks/train_throughput.py`` measures the effect on training.
+per core (at most 16) and the prefetch buffer is grown by the prefetch autotuner. Local files
+are read by a plain (one-thread) interleave. CPU per example of the shuffled training input
+(train split of the 200k demo samples, batch 256): 11.1 us with one file and the per-record
+time filter, 8.4 us with the day files (no filter) and the one-thread interleave (a parallel
+interleave over the day files: ~3 us more); ``benchmarks/train_throughput.py`` measures the
+effect on training.
 :func:`split_by_time` gives the ranges of the train/test split by UTC day.
 """
 from __future__ import annotations
@@ -48,14 +55,15 @@ from typing import NamedTuple, Optional, Sequence, Union
 
 import tensorflow as tf
 
+from ranking.data.layout import DAY_SECONDS, file_day
 from ranking.data.schema import Schema, SchemaError, check_config, load_schema, parse_spec
 
-__all__ = ["TimeRange", "make_dataset", "split_by_time", "list_files", "max_timestamp",
+__all__ = ["TimeRange", "make_dataset", "split_by_time", "list_files", "files_for_range",
+           "max_timestamp",
            "sliding_window_order", "SAMPLES_GLOB", "TIME_FEATURE", "DAY_SECONDS"]
 
 SAMPLES_GLOB = os.path.join("samples", "part-*.tfrecord*")
 TIME_FEATURE = "ts"
-DAY_SECONDS = 86_400
 _FILTER_CHUNK = 4096  # serialized records per vectorized ``ts`` parse of the time filter
 
 FilesOrGlob = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -87,6 +95,33 @@ def list_files(files_or_glob: FilesOrGlob) -> list[str]:
     return sorted(dict.fromkeys(files))
 
 
+def files_for_range(files: Sequence[str],
+                    time_range: Optional[TimeRange]) -> tuple[list[str], Optional[TimeRange]]:
+    """The files that can hold rows of ``time_range``, and the range their rows still need to
+    be filtered by (None: every row of these files is in range).
+
+    Files named by UTC day (:mod:`ranking.data.layout`) are kept whole when their day is inside
+    the range and dropped when it is outside; any other file, or a day the range cuts through,
+    keeps the per-record filter on (for all the files read: one pipeline shape)."""
+    if time_range is None:
+        return list(files), None
+    kept, partial = [], False
+    for path in files:
+        day = file_day(path)
+        if day is None:
+            kept.append(path)
+            partial = True
+            continue
+        start, end = day * DAY_SECONDS, (day + 1) * DAY_SECONDS
+        if end <= time_range.start or start >= time_range.end:
+            continue
+        kept.append(path)
+        partial = partial or start < time_range.start or end > time_range.end
+    if not kept:  # an empty split: read a file through the filter, so the dataset is empty
+        return list(files[:1]), time_range
+    return kept, time_range if partial else None
+
+
 def _compression(files: Sequence[str]) -> str:
     gz = [f.endswith(".gz") for f in files]
     if any(gz) and not all(gz):
@@ -103,11 +138,19 @@ def _read_records(files: list[str], *, shuffle_files: bool, seed: Optional[int],
     if len(files) == 1:
         return tf.data.TFRecordDataset(files, compression_type=compression,
                                        buffer_size=8 << 20)
+    # Local files are read in one thread: a parallel interleave's threads cost ~3 us of CPU
+    # per example (of ~10) and a local read is never the wait. Remote reads wait on the
+    # network, so they overlap.
+    parallel = {} if all(_is_local(f) for f in files) else {
+        "num_parallel_calls": tf.data.AUTOTUNE, "deterministic": deterministic}
     return ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression,
                                           buffer_size=8 << 20),
-        cycle_length=min(len(files), 8), block_length=64,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        cycle_length=min(len(files), 8), block_length=64, **parallel)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
 
 
 def parse_timestamps(serialized: tf.Tensor) -> tf.Tensor:
@@ -266,7 +309,7 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
     if time_range is not None and TIME_FEATURE not in schema:
         raise SchemaError(f"time_range needs the feature {TIME_FEATURE!r}, not in the schema")
 
-    files = list_files(files_or_glob)
+    files, time_range = files_for_range(list_files(files_or_glob), time_range)
     repeats_records = training and config.training.order == "shuffled"
     if training and config.training.order != "shuffled":
         ds = _time_ordered(_records_in_time_order(files, time_range), config.training, seed)

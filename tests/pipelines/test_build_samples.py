@@ -10,6 +10,7 @@ import tensorflow as tf
 from pipelines import cli
 from pipelines.samples.example import decode
 from pipelines.runner import make_pipeline
+from ranking.data.layout import file_day
 
 T0 = 1767225600  # 2026-01-01 UTC
 HEADER = ["impression_id", "user_id", "item_id", "category_id", "country", "scene", "ts",
@@ -339,3 +340,24 @@ def test_tiny_bundle_bounds_give_the_same_samples(random_run, tmp_path, monkeypa
     summary, drained, _ = run_pipeline(tmp_path, str(tmp_path / "logs-*.csv"), OBSERVE_AT)
     assert summary["balanced"] and len(drained) == len(samples) > 1000
     assert drained == samples
+
+
+def test_samples_are_written_per_utc_day_and_a_rerun_is_refused(tmp_path):
+    """Each file holds the samples of the UTC day its name carries (readers pick files by
+    name instead of parsing ts); the bucket here is an hour, so days are not groups."""
+    rows = random_rows(seed=11, n=400)
+    write_csv(tmp_path / "logs.csv", rows)
+    summary, samples, _ = run_pipeline(tmp_path, str(tmp_path / "logs.csv"), OBSERVE_AT)
+    files = sorted(glob.glob(str(tmp_path / "out" / "samples" / "*")))
+    days = {}
+    for path in files:
+        for record in tf.data.TFRecordDataset(path):
+            ts = decode(record.numpy())["ts"][0]
+            assert ts // 86400 == file_day(path), (path, ts)
+            days[file_day(path)] = days.get(file_day(path), 0) + 1
+    kept = [r["ts"] for r in rows if r["ts"] < OBSERVE_AT]
+    assert days == {d: sum(t // 86400 == d for t in kept) for d in {t // 86400 for t in kept}}
+    assert len(days) == 3 and sum(days.values()) == summary["samples_written"] == len(samples)
+    assert not glob.glob(str(tmp_path / "out" / ".tmp*"))  # the writer's temp folder is gone
+    with pytest.raises(SystemExit, match=r"already holds 3 sample file\(s\)"):
+        run_pipeline(tmp_path, str(tmp_path / "logs.csv"), OBSERVE_AT)

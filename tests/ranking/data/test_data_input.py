@@ -9,8 +9,10 @@ from pipelines.config import SampleConfig, from_mapping
 from pipelines.samples.example import encode, sample_schema, schema_json
 from pipelines.samples.labels import LABELS
 from ranking.config import experiment_from_mapping
-from ranking.data.input import (DAY_SECONDS, TimeRange, count_rows, list_files, make_dataset,
-                                max_timestamp, split_by_time, timestamp_chunks)
+from ranking.data.input import (DAY_SECONDS, TimeRange, count_rows, files_for_range,
+                                list_files, make_dataset, max_timestamp, split_by_time,
+                                timestamp_chunks)
+from ranking.data.layout import day_of, sample_file_name
 from ranking.data.schema import SchemaError, load_schema
 
 L, K = 4, 3
@@ -69,6 +71,20 @@ def write(directory, samples, n_files=1):
         with tf.io.TFRecordWriter(str(path)) as w:
             for s in samples[k::n_files]:
                 w.write(encode(s, SPECS))
+    return load_schema(directory)
+
+
+def write_by_day(directory, samples):
+    """The pipeline's layout: one file per UTC day of ``ts``, named by the day."""
+    os.makedirs(directory / "samples", exist_ok=True)
+    (directory / "schema.json").write_text(schema_json(SPECS, SAMPLE_CONFIG, OBSERVE_AT))
+    days = sorted({day_of(s["ts"]) for s in samples})
+    for day in days:
+        path = directory / "samples" / sample_file_name(day, 0, 1)
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for s in samples:
+                if day_of(s["ts"]) == day:
+                    w.write(encode(s, SPECS))
     return load_schema(directory)
 
 
@@ -224,3 +240,39 @@ def test_errors_name_the_problem(tmp_path, samples):
         make_dataset(tmp_path, schema, EXPERIMENT, training=False, extra_features=["p_click"])
     with pytest.raises(SchemaError, match=r"extra_features: \['click'\] are labels"):
         make_dataset(tmp_path, schema, EXPERIMENT, training=False, extra_features=["click"])
+
+
+def test_files_for_range_reads_whole_days_without_the_filter():
+    day0 = day_of(DAY0)
+    named = [f"/d/samples/{sample_file_name(day0 + k, 0, 1)}" for k in range(3)]
+    assert named[0].endswith("part-2026-01-01-00000-of-00001.tfrecord")
+    days12 = TimeRange(DAY0 + DAY_SECONDS, DAY0 + 3 * DAY_SECONDS)
+    assert files_for_range(named, days12) == (named[1:], None)  # whole days: no filter
+    assert files_for_range(named, None) == (named, None)
+    assert files_for_range(named, TimeRange(0, DAY0 + DAY_SECONDS)) == (named[:1], None)
+    half = TimeRange(DAY0 + DAY_SECONDS // 2, DAY0 + DAY_SECONDS)  # cuts through day 0
+    assert files_for_range(named, half) == (named[:1], half)
+    mixed = named + ["/d/samples/part-00000-of-00001.tfrecord"]  # no day: may hold any row
+    assert files_for_range(mixed, days12) == (mixed[1:], days12)
+    later = TimeRange(DAY0 + 5 * DAY_SECONDS, DAY0 + 6 * DAY_SECONDS)
+    assert files_for_range(named, later) == (named[:1], later)  # empty split, still a dataset
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_day_files_give_the_rows_of_one_file(tmp_path, samples, training):
+    """Files picked by day hold exactly the rows the per-record filter keeps."""
+    one = write(tmp_path / "one", samples)
+    by_day = write_by_day(tmp_path / "days", samples)
+    assert len(list_files(tmp_path / "days")) == 3
+    train_range, test_range = split_by_time(one, test_days=1)
+    ranges = [train_range, test_range, None, TimeRange(DAY0 + 5500, DAY0 + DAY_SECONDS + 2500),
+              TimeRange(DAY0 + 9 * DAY_SECONDS, DAY0 + 10 * DAY_SECONDS)]
+    for r in ranges:
+        want = rows(make_dataset(tmp_path / "one", one, EXPERIMENT, training=training,
+                                 time_range=r))
+        got = rows(make_dataset(tmp_path / "days", by_day, EXPERIMENT, training=training,
+                                time_range=r))
+        assert sorted(got) == sorted(want), r
+        assert len(got) == sum(r is None or r.contains(s["ts"]) for s in samples)
+        if not training:  # samples are written in time order: both read in file order
+            assert got == want
