@@ -33,7 +33,9 @@ Models (``--models``, default the first three, run in turns ``--repeats`` times)
   sequence into other rows than its item feature, so it is not used).
 * ``ours``: built as a user would: an ``ExperimentConfig`` (ids with buckets = the vocabulary
   sizes, ``encoding: integer`` unless ``--id-encoding hash``, dim 16; the sequence sharing the item table; 4 numerics; ``model.tower: ple``,
-  ``head: independent``; Adam 1e-3, batch 1024, ``training.mixed_precision: true``
+  ``head: independent``, ``model.expert_init: identical`` unless ``--expert-init
+  independent`` (every expert of a level starts from one draw, as DeepCTR's experts, all
+  built with ``seed=1024``, do); Adam 1e-3, batch 1024, ``training.mixed_precision: true``
   (mixed_bfloat16), ``steps_per_execution`` 16) -> ``ranking.train.build_model``. The ids are
   fed as strings (``str(id)``, the sequence pad ``""``) and turned into rows in-graph by
   ``FeatureEmbedding`` (the string handling is ~1% of a training step: tf.profiler).
@@ -44,15 +46,28 @@ over windows of >= 32 steps, and the mean over the whole steady part), the test 
 then the oracle AUC (AUC of the true probability on the test rows), the speed-ups and the load
 average before and after. Medians over the repeats.
 
-Measured here (2 cores, AMD Zen 4), ours with ``--id-encoding integer`` (the default: the id
-is the row, as DeepCTR's label-encoded ids), DeepCTR's N(0, 1e-4) embedding init and 1e-5
-embedding L2 (the defaults of ``--embedding-init*`` / ``--embedding-l2``): ``--repeats 3
---models deepctr ours`` at load 1.5-1.8: deepctr 25,255 examples/s, AUC ctr 0.7670 / cvr
-0.7664; ours 39,795, 0.7658 / 0.7654; speed-up 1.58x (per round 1.59, 2.58, 1.03). Over seeds
-0-2 ours is 0.0011-0.0016 CTR AUC below DeepCTR (0.7658 / 0.7657 / 0.7659 vs 0.7670 / 0.7673
-/ 0.7669). Earlier, with hashed ids into buckets = vocabulary size (``--id-encoding hash``),
-both lost ~0.025 AUC to collisions (ours 0.7393, DeepCTR fed the same rows 0.7425) and the
-speed-up was 1.66x (``--repeats 5``, load 1.0-1.9); float32 alone 1.27x.
+Measured here (2 cores, AMD Zen 4), ours with ``--id-encoding integer`` (the default: the id is
+the row, as DeepCTR's label-encoded ids), DeepCTR's N(0, 1e-4) embedding init and 1e-5
+embedding L2 and its identical expert init (the defaults of ``--embedding-init*`` /
+``--embedding-l2`` / ``--expert-init``): ``--repeats 3 --models deepctr ours`` at load 3.6-4.9
+(another job on the machine): deepctr 17,274 examples/s, AUC ctr 0.7670 / cvr 0.7664; ours
+26,427, 0.7671 / 0.7672; speed-up 1.53x (per round 1.60, 1.51, 1.52; at load 1.5-1.8 it was
+1.58x, 25,255 vs 39,795 examples/s, with independent experts: the init does not change the
+speed). Per seed (``--repeats 1 --seed S``), CTR AUC ours / DeepCTR: 0 0.7671 / 0.7670, 1
+0.7669 / 0.7673, 2 0.7661 / 0.7669; seeds 3-5 (the script's builders, data and batches driven
+from a scratch script): 0.7671 / 0.7667, 0.7662 / 0.7651, 0.7659 / 0.7662: over seeds 0-5 both
+average 0.7665-0.7666, the per-seed differences (-0.0008 to +0.0011) being the seed-to-seed
+spread DeepCTR shows by itself (0.7651-0.7673). With ``--expert-init independent`` (our
+default: each expert its own draw) ours is 0.0011-0.0016 CTR AUC below DeepCTR on every seed
+(0.7658 / 0.7657 / 0.7659 on seeds 0-2): a softmax mix of distinct random experts averages
+their outputs' spread away (at initialization our level-2 output spread is 1/3 and the logits'
+1/4 of DeepCTR's), and that start costs ~0.0012 AUC in one epoch. Ours started from DeepCTR's
+own initial weights (copied in) reaches DeepCTR's AUC on seeds 0-2 within 0.0001 (0.7669 /
+0.7673 / 0.7668): forward pass, loss, gradients and Adam updates of the two models agree to
+float32 rounding for equal weights. Earlier, with independent experts and hashed ids into
+buckets = vocabulary size (``--id-encoding hash``), both lost ~0.025 AUC to collisions (ours
+0.7393, DeepCTR fed the same rows 0.7425) and the speed-up was 1.66x (``--repeats 5``, load
+1.0-1.9); float32 alone 1.27x.
 
 Network: DeepCTR's import starts a thread that asks PyPI for a newer version
 (``deepctr.utils.check_version``). The script loads ``deepctr.utils`` itself and replaces
@@ -290,7 +305,8 @@ def our_config(args, mixed_precision: bool):
             "embedding_l2": args.embedding_l2,
         },
         "model": {"tower": "ple", "levels": 2, "shared_experts": 2, "task_experts": 2,
-                  "expert_units": [256, 128], "task_tower_units": [64], "head": "independent"},
+                  "expert_units": [256, 128], "expert_init": args.expert_init,
+                  "task_tower_units": [64], "head": "independent"},
         "tasks": [{"name": t, "label": LABELS[t]} for t in TASKS],
         "training": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": args.batch_size,
                      "epochs": 1, "mixed_precision": mixed_precision,
@@ -424,6 +440,9 @@ def main(argv=None) -> int:
                    help="stddev (normal) or bound (uniform; our default config uses 0.05)")
     p.add_argument("--embedding-l2", type=float, default=1e-5,
                    help="our tables' L2 penalty (default DeepCTR's l2_reg_embedding 1e-5)")
+    p.add_argument("--expert-init", choices=["identical", "independent"], default="identical",
+                   help="our model.expert_init (default identical: DeepCTR's experts all start "
+                        "from one seeded draw)")
     p.add_argument("--models", nargs="+", default=["deepctr", "deepctr-hashed", "ours"],
                    choices=["deepctr", "deepctr-hashed", "ours", "ours-fp32"],
                    help="deepctr: raw integer ids; deepctr-hashed: the rows our hashing gives "

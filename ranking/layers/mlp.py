@@ -88,15 +88,18 @@ def _clone_initializer(base, seed_offset: int = 0):
     return base.__class__.from_config(config)
 
 
-def _stacked_initializer(base, num_slices: int):
+def _stacked_initializer(base, num_slices: int, identical: bool = False):
     """Initializer for ``[num_slices, d_in, d_out]`` that initializes each slice as a 2-D kernel.
 
     Calling e.g. ``glorot_uniform`` on the 3-D shape would count ``num_slices`` into fan-in and
     fan-out and shrink the scale by ``sqrt(num_slices)``. Each slice gets its own initializer
-    instance (seed + i when seeded), so experts never start identical.
+    instance (seed + i when seeded), so experts never start identical -- unless ``identical``:
+    then one draw is copied into every slice.
     """
 
     def init(shape, dtype=None, **kwargs):
+        if identical:
+            return tf.broadcast_to(_clone_initializer(base)(shape[1:], dtype=dtype), shape)
         return tf.stack([_clone_initializer(base, i)(shape[1:], dtype=dtype)
                          for i in range(num_slices)])
 
@@ -191,6 +194,10 @@ class ParallelMLP(tf.keras.layers.Layer):
       dropout: dropout rate in ``[0, 1)`` after every layer when ``training``.
       use_bias, kernel_initializer, bias_initializer, kernel_regularizer: as for ``Dense``; the
         initializer is applied to each MLP's ``[d_in, d_out]`` slice separately.
+      identical_init: False (default): every MLP gets its own draw of ``kernel_initializer``.
+        True: one draw per layer, copied into every MLP, so all MLPs start as the same function
+        (DeepCTR's experts do, all seeded alike); experts then differ only through the
+        gradients their gates route to them. See :class:`~ranking.layers.towers.PLE`.
 
     Input shape: ``[batch, d]`` (shared by all MLPs) or ``[num_mlps, batch, d]`` (one input per
     MLP). Output shape: ``[num_mlps, batch, units[-1]]``.
@@ -198,9 +205,11 @@ class ParallelMLP(tf.keras.layers.Layer):
 
     def __init__(self, num_mlps: int, units, activation="relu", dropout: float = 0.0,
                  use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, identical_init: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_mlps = _check_int("num_mlps", num_mlps)
+        self.identical_init = bool(identical_init)
         self.units = _check_units("units", units)
         self._activation = _get_activation("activation", activation)
         self.dropout = _check_rate("dropout", dropout)
@@ -223,7 +232,8 @@ class ParallelMLP(tf.keras.layers.Layer):
         if d_in is None:
             raise ValueError(f"the last input dimension must be known, got shape {input_shape}")
         self.kernels, self.biases = [], []
-        init = _stacked_initializer(self._kernel_initializer, self.num_mlps)
+        init = _stacked_initializer(self._kernel_initializer, self.num_mlps,
+                                    identical=self.identical_init)
         for i, d_out in enumerate(self.units):
             self.kernels.append(self.add_weight(
                 f"kernel_{i}", shape=[self.num_mlps, d_in, d_out], initializer=init,
@@ -268,7 +278,7 @@ class ParallelMLP(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_mlps": self.num_mlps, "units": list(self.units),
-                **_common_config(self)}
+                **_common_config(self), "identical_init": self.identical_init}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -166,10 +166,11 @@ def build_tower(config: ExperimentConfig, num_towers: int) -> tf.keras.layers.La
         return SharedBottom(num_towers, m.bottom_units, dropout=m.dropout, name="tower")
     if m.tower == "mmoe":
         return MMoE(num_towers, m.experts, m.expert_units, expert_dropout=m.dropout,
-                    name="tower")
+                    identical_experts=m.expert_init == "identical", name="tower")
     if m.tower == "ple":
         return PLE(num_towers, m.levels, m.shared_experts, m.task_experts, m.expert_units,
-                   expert_dropout=m.dropout, name="tower")
+                   expert_dropout=m.dropout, identical_experts=m.expert_init == "identical",
+                   name="tower")
     raise ValueError(f"model.tower: unknown tower {m.tower!r}")
 
 

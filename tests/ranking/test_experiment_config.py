@@ -48,6 +48,7 @@ def test_ple_config_values():
     assert (m.levels, m.shared_experts, m.task_experts) == (2, 2, 2)
     assert m.expert_units == [256, 128] and m.task_tower_units == [64]
     assert cfg.training.test_days == 1 and cfg.training.optimizer == "adam"
+    assert m.expert_init == "independent"  # default: each expert its own draw
 
 
 def test_unknown_key_names_the_key_path(tmp_path):
@@ -74,6 +75,7 @@ def test_unknown_key_in_a_list_entry_names_the_index():
     (("model", "dropout"), 1.5, r"model\.dropout must be in \[0, 1\), got 1\.5"),
     (("model", "expert_units"), [256, 0], r"model\.expert_units\[1\] must be >= 1, got 0"),
     (("model", "levels"), 0, r"model\.levels must be >= 1, got 0"),
+    (("model", "expert_init"), "same", r"model\.expert_init: 'same' is not one of"),
     (("training", "learning_rate"), -1, r"training\.learning_rate must be > 0, got -1"),
 ])
 def test_bad_values_name_key_and_value(path, value, message):

@@ -46,6 +46,9 @@ class MMoE(tf.keras.layers.Layer):
       gate_use_bias: whether the gates have a bias (default False, as in the paper).
       expert_activation, expert_dropout, kernel_initializer, kernel_regularizer: for the experts
         (the kernel settings apply to the gates too).
+      identical_experts: whether all experts start from the same draw of ``kernel_initializer``
+        (DeepCTR's init) instead of one draw each (default); see
+        :class:`~ranking.layers.towers.PLE`.
 
     Input shape: ``[batch, d]``. Output: list of T tensors ``[batch, expert_units[-1]]`` in the
     layer's compute dtype.
@@ -54,8 +57,10 @@ class MMoE(tf.keras.layers.Layer):
     def __init__(self, num_tasks: int, num_experts: int, expert_units,
                  gate_activation: str = "softmax", gate_use_bias: bool = False,
                  expert_activation="relu", expert_dropout: float = 0.0,
-                 kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
+                 kernel_initializer="glorot_uniform", kernel_regularizer=None,
+                 identical_experts: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.identical_experts = bool(identical_experts)
         self.num_tasks = _check_int("num_tasks", num_tasks)
         self.num_experts = _check_int("num_experts", num_experts)
         self.expert_units = _check_units("expert_units", expert_units)
@@ -67,8 +72,8 @@ class MMoE(tf.keras.layers.Layer):
         self.experts = ParallelMLP(
             self.num_experts, self.expert_units, activation=expert_activation,
             dropout=self.expert_dropout, kernel_initializer=self._kernel_initializer,
-            kernel_regularizer=self._kernel_regularizer, dtype=self.dtype_policy,
-            name="experts")
+            kernel_regularizer=self._kernel_regularizer, identical_init=self.identical_experts,
+            dtype=self.dtype_policy, name="experts")
 
     def build(self, input_shape):
         input_shape = tf.TensorShape(input_shape)
@@ -112,4 +117,5 @@ class MMoE(tf.keras.layers.Layer):
             "kernel_initializer": tf.keras.initializers.serialize(self._kernel_initializer),
             "kernel_regularizer": tf.keras.regularizers.serialize(self._kernel_regularizer)
             if self._kernel_regularizer is not None else None,
+            "identical_experts": self.identical_experts,
         }

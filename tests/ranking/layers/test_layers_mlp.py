@@ -124,6 +124,31 @@ def test_parallel_mlp_initializer_per_slice():
     assert not np.allclose(seeded.kernels[0][0], seeded.kernels[0][1])
 
 
+def test_parallel_mlp_identical_init_copies_one_draw_per_layer():
+    layer = ParallelMLP(4, [300, 200], identical_init=True)
+    layer(np.zeros([1, 100], np.float32))
+    for kernel, fans in zip(layer.kernels, [(100, 300), (300, 200)]):
+        k = kernel.numpy()
+        for i in range(1, 4):
+            np.testing.assert_array_equal(k[i], k[0])
+        # the copied slice is one glorot_uniform draw of the 2-D slice shape
+        assert np.abs(k).max() <= np.sqrt(6 / sum(fans)) + 1e-6
+        np.testing.assert_allclose(k[0].std(), np.sqrt(2 / sum(fans)), rtol=0.05)
+    assert not np.allclose(layer.kernels[0].numpy()[0, :, :200], layer.kernels[1].numpy()[0, :100])
+    # so every MLP computes the same function at initialization
+    x = np.random.default_rng(0).standard_normal([5, 100]).astype(np.float32)
+    out = layer(x).numpy()
+    want = _relu(_relu(x @ layer.kernels[0].numpy()[0]) @ layer.kernels[1].numpy()[0])
+    for i in range(4):
+        np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-6)
+    seeded = ParallelMLP(3, [4], kernel_initializer=tf.keras.initializers.GlorotUniform(7),
+                         identical_init=True)
+    seeded(np.zeros([1, 3], np.float32))
+    np.testing.assert_array_equal(seeded.kernels[0][2], seeded.kernels[0][0])
+    np.testing.assert_array_equal(seeded.kernels[0][0],
+                                  tf.keras.initializers.GlorotUniform(7)([3, 4]))
+
+
 def test_mlp_layers_do_not_share_initial_values():
     layer = MLP([4, 4, 4])
     layer(np.zeros([1, 4], np.float32))
@@ -146,6 +171,7 @@ def test_config_roundtrip(check_config_roundtrip):
     check_config_roundtrip(MLP([5, 3], activation="tanh", dropout=0.1,
                                kernel_regularizer="l2"), x)
     check_config_roundtrip(ParallelMLP(3, [5, 3], activation=None, use_bias=False), x)
+    assert check_config_roundtrip(ParallelMLP(2, [3], identical_init=True), x).identical_init
     towers = check_config_roundtrip(TaskTowers(2, [4], dropout=0.2), [x, 2 * x])
     assert towers.units == [4] and towers.num_tasks == 2
 

@@ -101,6 +101,21 @@ def test_gradient_reaches_every_variable(batch_and_schema, small_experiment, tow
         assert np.any(values.numpy() != 0), var.name
 
 
+@pytest.mark.parametrize("tower", ["mmoe", "ple"])
+def test_expert_init_config_reaches_the_tower(batch_and_schema, small_experiment, tower):
+    features, _, schema = batch_and_schema
+    config = small_experiment()
+    for expert_init, identical in (("independent", False), ("identical", True)):
+        model = MultiTaskRanker(dataclasses.replace(config, model=dataclasses.replace(
+            config.model, tower=tower, expert_init=expert_init)), schema)
+        model(features)
+        banks = model.tower.experts if tower == "ple" else [model.tower.experts]
+        for bank in banks:
+            assert bank.identical_init is identical
+            k = bank.kernels[0].numpy()
+            assert np.array_equal(k[0], k[1]) is identical
+
+
 def test_cross_layer_config_is_validated():
     from ranking.config import ModelConfig
 

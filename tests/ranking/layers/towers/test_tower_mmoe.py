@@ -74,6 +74,21 @@ def test_fused_matches_per_expert_reference(gate_activation, gate_use_bias):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+def test_identical_experts():
+    layer = MMoE(2, 3, [8, 4], identical_experts=True)
+    x = np.random.default_rng(4).standard_normal([6, 5]).astype(np.float32)
+    got = layer(x)
+    ks = [k.numpy() for k in layer.experts.kernels]
+    bs = [b.numpy() for b in layer.experts.biases]
+    for k in ks:
+        np.testing.assert_array_equal(k[1], k[0])
+        np.testing.assert_array_equal(k[2], k[0])
+    h = np.maximum(np.maximum(x @ ks[0][0] + bs[0][0], 0) @ ks[1][0] + bs[1][0], 0)
+    for g in got:  # softmax mix of equal experts = that expert
+        np.testing.assert_allclose(g.numpy(), h, rtol=1e-5, atol=1e-6)
+    assert MMoE.from_config(layer.get_config()).experts.identical_init
+
+
 def test_config_and_savedmodel_roundtrip(check_config_roundtrip, check_savedmodel):
     x = np.random.default_rng(2).standard_normal([5, 6]).astype(np.float32)
     clone = check_config_roundtrip(

@@ -113,10 +113,37 @@ def test_fused_matches_per_expert_reference(levels, tasks, shared, task_experts,
         np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-5)
 
 
+def test_identical_experts_start_as_one_expert():
+    """identical_experts: every expert of a level starts from one draw, so every gate mixes
+    equal outputs and each level's output is that one expert's, whatever the gates."""
+    layer = PLE(2, 2, 2, 2, [8, 4], identical_experts=True)
+    x = np.random.default_rng(5).standard_normal([6, 5]).astype(np.float32)
+    got = layer(x)
+    h = x
+    for bank in layer.experts:
+        for k in bank.kernels:
+            k = k.numpy()
+            for i in range(1, layer.num_level_experts):
+                np.testing.assert_array_equal(k[i], k[0])
+        for k, b in zip(bank.kernels, bank.biases):
+            h = np.maximum(h @ k.numpy()[0] + b.numpy()[0], 0.0)
+    for g in got:
+        np.testing.assert_allclose(g.numpy(), h, rtol=1e-5, atol=1e-6)
+    # the gates still get their own draws (per task), and the default keeps distinct experts
+    gates = layer.task_gate_kernels[0].numpy()
+    assert not np.allclose(gates[0], gates[1])
+    default = PLE(2, 1, 2, 2, [8])
+    default(x)
+    assert not default.identical_experts
+    assert not np.allclose(default.experts[0].kernels[0][0], default.experts[0].kernels[0][1])
+
+
 def test_config_and_savedmodel_roundtrip(check_config_roundtrip, check_savedmodel):
     x = np.random.default_rng(2).standard_normal([5, 6]).astype(np.float32)
     check_config_roundtrip(PLE(2, 2, 2, 1, [8, 4], gate_activation="sigmoid",
                                gate_use_bias=True, expert_dropout=0.1), x)
+    assert check_config_roundtrip(PLE(2, 1, 1, 1, [4], identical_experts=True),
+                                  x).experts[0].identical_init
     inp = tf.keras.Input([6])
     model = tf.keras.Model(inp, TaskTowers(2, [3])(PLE(2, 2, 1, 2, [8, 4])(inp)))
     check_savedmodel(model, x)
