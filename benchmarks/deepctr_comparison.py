@@ -449,6 +449,9 @@ def main(argv=None) -> int:
                         "(same collisions as ours); ours: training.mixed_precision true "
                         "(mixed_bfloat16); ours-fp32: float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="one run per model and training seed (instead of --repeats runs of "
+                        "--seed); prints the paired AUC difference over the seeds")
     p.add_argument("--data-seed", type=int, default=2024)
     args = p.parse_args(argv)
 
@@ -485,12 +488,14 @@ def main(argv=None) -> int:
                 "ours": lambda: build_ours(args, True),
                 "ours-fp32": lambda: build_ours(args, False)}
     results = {n: [] for n in names}
-    for r in range(args.repeats):
+    seeds = args.seeds or [args.seed] * args.repeats
+    for r, seed in enumerate(seeds):
+        args.seed = seed  # read by the builders
         for n in names:
             model = builders[n]()
             res = run_once(n, model, *datasets[n], args.train, test, args)
             results[n].append(res)
-            print(f"  run {r + 1} {n:14s}: {res['median_rate']:8,.0f} examples/s (window "
+            print(f"  run {r + 1} seed {seed} {n:14s}: {res['median_rate']:8,.0f} examples/s (window "
                   f"median; steady mean {res['mean_rate']:,.0f}), fit {res['fit_seconds']:.1f} s"
                   f", AUC " + ", ".join(f"{t} {res[f'auc_{t}']:.4f}" for t in TASKS),
                   flush=True)
@@ -498,7 +503,7 @@ def main(argv=None) -> int:
             tf.keras.backend.clear_session()
     load_after = os.getloadavg()
 
-    print(f"\nmedians over {args.repeats} run(s); steady state = after the first {args.skip} "
+    print(f"\nmedians over {len(seeds)} run(s) (seeds {seeds}); steady state = after the first {args.skip} "
           f"steps; ours: mixed_bfloat16 (ours-fp32: float32), "
           f"steps_per_execution {args.steps_per_execution}; DeepCTR: float32, "
           f"steps_per_execution {args.deepctr_steps_per_execution}, l2_reg_embedding "
@@ -519,6 +524,16 @@ def main(argv=None) -> int:
                 print(f"speed-up {mine} / {other}: {summary[mine] / summary[other]:.2f}x "
                       f"(ratio of the medians; per round " + ", ".join(f"{x:.2f}" for x in paired)
                       + f", median {statistics.median(paired):.2f}x; target >= 1.5x)")
+    if "ours" in results and "deepctr" in results and len(seeds) > 1:
+        for t in TASKS:
+            diffs = [a[f"auc_{t}"] - b[f"auc_{t}"]
+                     for a, b in zip(results["ours"], results["deepctr"])]
+            mean, se = statistics.mean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
+            print(f"{t} AUC ours - deepctr, mean over {len(diffs)} runs: {mean:+.4f} "
+                  f"(standard error {se:.4f}; per run "
+                  + ", ".join(f"{d:+.4f}" for d in diffs) + "); means ours "
+                  f"{statistics.mean(a[f'auc_{t}'] for a in results['ours']):.4f}, deepctr "
+                  f"{statistics.mean(b[f'auc_{t}'] for b in results['deepctr']):.4f}")
     print(f"network connection attempts: {len(guard.attempts)} {guard.attempts or ''}")
     print(f"load average (1/5/15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
           f"after {', '.join(f'{x:.2f}' for x in load_after)}")
