@@ -286,7 +286,10 @@ def make_dataset(files_or_glob: FilesOrGlob, schema: Schema, config, *, training
         before the shuffle, so the shuffle buffer never drains and refills at a pass
         boundary (a stall of ``shuffle_buffer`` reads while training waits, ~15% of a pass's
         time at the demo size) and a batch may mix the end of one pass with the start of the
-        next; every other input repeats its batches.
+        next; every other input repeats its batches. For steady-state measurements: passes
+        blend, so ``shuffle_buffer`` rows around each boundary are seen twice or not at all
+        within a pass's worth of batches (``ranking-train`` repeats by batch: epochs are whole
+        passes).
 
     Returns:
       A dataset of ``(features, labels)``: ``features`` maps each of
