@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import yaml
 
-from ranking.config import (ConfigError, ExperimentConfig, experiment_from_mapping,
+from ranking.config import (ConfigError, ExperimentConfig, ModelConfig, experiment_from_mapping,
                             load_experiment)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +48,8 @@ def test_ple_config_values():
     assert (m.levels, m.shared_experts, m.task_experts) == (2, 2, 2)
     assert m.expert_units == [256, 128] and m.task_tower_units == [64]
     assert cfg.training.test_days == 1 and cfg.training.optimizer == "adam"
-    assert m.expert_init == "independent"  # default: each expert its own draw
+    assert m.expert_init == "identical"  # shipped; the default is "independent"
+    assert ModelConfig().expert_init == "independent"
 
 
 def test_unknown_key_names_the_key_path(tmp_path):
