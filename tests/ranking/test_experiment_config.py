@@ -11,8 +11,8 @@ import textwrap
 import pytest
 import yaml
 
-from ranking.config import (ConfigError, ExperimentConfig, ModelConfig, experiment_from_mapping,
-                            load_experiment)
+from ranking.config import (ConfigError, ExperimentConfig, ModelConfig,
+                            experiment_from_mapping, load_experiment)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(ROOT, "configs")
