@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     runs = {name: ([], []) for name, _ in stages}
     for _ in range(args.repeats):
         for name, cmd in stages:
+            # ranking-pipeline refuses an output that already holds samples
+            shutil.rmtree(os.path.join(work, "samples"), ignore_errors=True)
             wall, rss = timed(cmd)
             runs[name][0].append(wall)
             runs[name][1].append(rss)
