@@ -308,7 +308,7 @@ def our_config(args, mixed_precision: bool):
                   "expert_units": [256, 128], "expert_init": args.expert_init,
                   "task_tower_units": [64], "head": "independent"},
         "tasks": [{"name": t, "label": LABELS[t]} for t in TASKS],
-        "training": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": args.batch_size,
+        "training": {"optimizer": args.optimizer, "learning_rate": 1e-3, "batch_size": args.batch_size,
                      "epochs": 1, "mixed_precision": mixed_precision,
                      "steps_per_execution": args.steps_per_execution, "seed": args.seed},
     })
@@ -443,6 +443,10 @@ def main(argv=None) -> int:
     p.add_argument("--expert-init", choices=["identical", "independent"], default="identical",
                    help="our model.expert_init (default identical: DeepCTR's experts all start "
                         "from one seeded draw)")
+    p.add_argument("--optimizer", choices=["adam", "lazy_adam"], default="adam",
+                   help="our training.optimizer (lazy_adam: table rows updated only when "
+                        "looked up; pair it with --embedding-l2 0, as a full-table L2 makes "
+                        "every row's gradient nonzero)")
     p.add_argument("--models", nargs="+", default=["deepctr", "deepctr-hashed", "ours"],
                    choices=["deepctr", "deepctr-hashed", "ours", "ours-fp32"],
                    help="deepctr: raw integer ids; deepctr-hashed: the rows our hashing gives "

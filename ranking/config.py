@@ -558,6 +558,10 @@ class TrainingConfig:
     """Fit settings.
 
     Attributes:
+      optimizer: ``adam`` (Keras' Adam, run with the fused kernel: every table row updated
+        every step), ``lazy_adam`` (:class:`ranking.optimizers.LazyAdam`: an embedding
+        table's update touches only the rows the batch looked up; cheaper for large tables)
+        or ``adagrad``.
       shuffle_buffer: records in the shuffle buffer (serialized, before batching).
       early_stopping_patience: epochs without improvement before stopping; 0 disables.
       test_days: the last ``test_days`` UTC days of the data are the test split.
@@ -583,7 +587,7 @@ class TrainingConfig:
       window_size: rows in the sliding window (``order: sliding_window`` only).
     """
 
-    optimizer: typing.Literal["adam", "adagrad"] = "adam"
+    optimizer: typing.Literal["adam", "lazy_adam", "adagrad"] = "adam"
     learning_rate: float = 1e-3
     batch_size: int = 1024
     epochs: int = 1

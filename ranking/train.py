@@ -37,6 +37,7 @@ from ranking.evaluation import evaluate_model
 from ranking.export import export_model
 from ranking.metrics import format_table, write_json
 from ranking.models.multitask import MultiTaskRanker
+from ranking.optimizers import LazyAdam
 
 log = logging.getLogger("ranking-train")
 WEIGHTS = "weights"
@@ -66,7 +67,7 @@ def build_model(config: ExperimentConfig, schema: Schema) -> MultiTaskRanker:
         "mixed_bfloat16" if t.mixed_precision else "float32")
     tf.keras.utils.set_random_seed(t.seed)
     model = MultiTaskRanker(config, schema)
-    optimizer = {"adam": tf.keras.optimizers.Adam,
+    optimizer = {"adam": tf.keras.optimizers.Adam, "lazy_adam": LazyAdam,
                  "adagrad": tf.keras.optimizers.Adagrad}[t.optimizer](t.learning_rate)
     model.compile(optimizer=optimizer, steps_per_execution=t.steps_per_execution)
     return model

@@ -109,6 +109,8 @@ class FusedAdam(tf.keras.optimizers.Adam):
     adds up repeated rows). ``amsgrad`` falls back to Keras' implementation.
     """
 
+    updates_every_row = True  # see MultiTaskRanker.compile
+
     def _deduplicate_sparse_grad(self, grads):
         # update_step sums repeated rows itself (unsorted_segment_sum); Keras' unique + sum
         # beforehand would be a second pass over the rows.
@@ -297,8 +299,9 @@ class MultiTaskRanker(tfrs.models.Model):
             optimizer = tf.keras.optimizers.Adam()
         optimizer = fused_optimizer(optimizer)
         # FusedAdam updates every row of the tables every step: look rows up from the tables'
-        # values so that the update is in place (FeatureEmbedding._lookup).
-        self.embedding.dense_table_updates = isinstance(optimizer, FusedAdam)
+        # values so that the update is in place (FeatureEmbedding._lookup). LazyAdam
+        # (ranking.optimizers) updates the looked-up rows only: sparse reads.
+        self.embedding.dense_table_updates = getattr(optimizer, "updates_every_row", False)
         super().compile(optimizer=optimizer, **kwargs)
 
     def logits(self, features, training=None) -> dict[str, tf.Tensor]:
