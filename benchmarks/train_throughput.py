@@ -17,15 +17,28 @@ threads) and the cores it kept busy. The ratio input/compute is the share of the
 the input pipeline lets training reach (target >= 0.90); the difference of the CPU times is
 what the input pipeline costs per example while training. ``--cached-batches K`` adds a
 diagnostic mode fed K distinct cached batches (varied data, no input cost). The records repeat
-before the shuffle (``repeat=True``, as ``ranking-train`` reads them): the shuffle buffer no
-longer drains and refills at each pass over the train split, a stall that made every window
-spanning a pass boundary ~15% slower (median ratio 0.827 over 21 windows before, at load ~2).
+before the shuffle (``repeat=True``): the steady state, without the refill of the shuffle
+buffer at each pass over the train split that made every window spanning a pass boundary ~15%
+slower (median ratio 0.827 over 21 windows, at load ~2). ``ranking-train`` repeats by batch
+instead (an epoch must be one pass, every row once), so it pays that refill once per epoch;
+everything else is its input.
 
     .venv/bin/python benchmarks/train_throughput.py [--data DIR] [--mixed-precision] \
         [--steps N] [--windows 3] [--rounds 3]
 
-Measured here (2 cores, AMD Zen 4, demo samples of 200,000 impressions, batch 256 as the
-config ships, load average 2.3-3.1): float32 input-fed 20,025 vs compute-only 21,955
+Measured here (2 cores, AMD Zen 4, 200,000-impression demo samples written one file per UTC
+day, ``--data /tmp/s5/t1 --rounds 7``, idle machine): input-fed 20,282 vs compute-only 23,489
+examples/s, ratio 0.863, input pipeline 8.2 us CPU/example; another run (``--rounds 3
+--cached-batches 256``) 0.879 (8.4 us; 256 distinct cached batches train as fast as one,
+1.008, so the gap is the input's CPU, not data variety). The same samples in one undated file
+(per-record time filter, parallel interleave) cost 11.1-11.4 us/example and gave 0.854.
+Left over: read + batch ~2.0 us, shuffle (100k buffer) ~1.3 us, parse ~4.2 us (of which
+~1.8 us is walking each 1.8 KB record's ~40 features, as parsing ``ts`` alone costs); a
+smaller buffer saves a little through the cache (20k: -0.4 us, 5k: -1.0 us); a
+sequential parse map, a 1-thread tf.data pool or max_intra_op_parallelism 1 stayed within the
+run-to-run spread (0.875-0.895).
+
+Older figures (earlier schema with fewer features, load average 2.3-3.1): float32 input-fed 20,025 vs compute-only 21,955
 examples/s, ratio 0.912; ``--mixed-precision`` 21,510 vs 22,833, ratio 0.942. Over several runs
 the ratio ranged 0.88-0.92 (float32) and 0.84-0.94 (mixed_bfloat16): the input pipeline costs
 ~8-12 us of CPU per example while training, against ~80-90 us for the step. Before this
