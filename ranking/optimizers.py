@@ -49,21 +49,15 @@ class LazyAdam(FusedAdam):
     def update_step(self, gradient, variable):
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable)
-        index = self._index_dict[self._var_key(variable)]
-        m, v = self._momentums[index], self._velocities[index]
-        dtype = variable.dtype
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        step = tf.cast(self.iterations + 1, dtype)
-        epsilon = tf.cast(self.epsilon, dtype)
-        alpha = (tf.cast(self.learning_rate, dtype) * tf.sqrt(1 - tf.pow(beta_2, step))
-                 / (1 - tf.pow(beta_1, step)))
+        a = self._adam_terms(variable)
+        m, v, beta_1, beta_2 = a["m"], a["v"], a["beta_1"], a["beta_2"]
+        alpha = a["lr"] * tf.sqrt(1 - a["beta_2_power"]) / (1 - a["beta_1_power"])
         rows, position = tf.unique(gradient.indices)
         g = tf.cast(tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0]),
-                    dtype)
+                    variable.dtype)
         m_rows = beta_1 * m.sparse_read(rows) + (1 - beta_1) * g
         v_rows = beta_2 * v.sparse_read(rows) + (1 - beta_2) * tf.square(g)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
         v.scatter_update(tf.IndexedSlices(v_rows, rows))
         return variable.scatter_sub(tf.IndexedSlices(
-            alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
+            alpha * m_rows / (tf.sqrt(v_rows) + a["epsilon"]), rows))

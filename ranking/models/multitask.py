@@ -118,28 +118,37 @@ class FusedAdam(tf.keras.optimizers.Adam):
             return super()._deduplicate_sparse_grad(grads)
         return grads
 
-    def update_step(self, gradient, variable):
-        if self.amsgrad:
-            return super().update_step(gradient, variable)
+    def _adam_terms(self, variable) -> dict:
+        """The slots ``m``, ``v`` of ``variable`` and this step's Adam constants in its dtype:
+        ``beta_1``, ``beta_2``, their powers ``beta_1_power``, ``beta_2_power`` (step
+        ``iterations + 1``), ``epsilon`` (scaled when ``adaptive_epsilon``) and ``lr``."""
         index = self._index_dict[self._var_key(variable)]
-        m, v = self._momentums[index], self._velocities[index]
         dtype = variable.dtype
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         step = tf.cast(self.iterations + 1, dtype)
-        beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
+        beta_2_power = tf.pow(beta_2, step)
         epsilon = tf.cast(self.epsilon, dtype)
         if self.adaptive_epsilon:
             epsilon = epsilon * tf.sqrt(1 - beta_2_power)
+        return {"m": self._momentums[index], "v": self._velocities[index], "beta_1": beta_1,
+                "beta_2": beta_2, "beta_1_power": tf.pow(beta_1, step),
+                "beta_2_power": beta_2_power, "epsilon": epsilon,
+                "lr": tf.cast(self.learning_rate, dtype)}
+
+    def update_step(self, gradient, variable):
+        if self.amsgrad:
+            return super().update_step(gradient, variable)
+        a = self._adam_terms(variable)
         if isinstance(gradient, tf.IndexedSlices):
             # The static row count: tf.shape(variable) would read the variable, and a live
             # read makes ResourceApplyAdam copy the whole table first (copy-on-write).
             gradient = tf.math.unsorted_segment_sum(
                 gradient.values, gradient.indices, variable.shape[0])
         return tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
-            beta2_power=beta_2_power, lr=tf.cast(self.learning_rate, dtype), beta1=beta_1,
-            beta2=beta_2, epsilon=epsilon, grad=tf.cast(gradient, dtype))
+            var=variable.handle, m=a["m"].handle, v=a["v"].handle,
+            beta1_power=a["beta_1_power"], beta2_power=a["beta_2_power"], lr=a["lr"],
+            beta1=a["beta_1"], beta2=a["beta_2"], epsilon=a["epsilon"],
+            grad=tf.cast(gradient, variable.dtype))
 
 
 def fused_optimizer(optimizer):
