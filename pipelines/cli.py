@@ -13,13 +13,14 @@ import json
 import logging
 import sys
 import time
+import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import build_samples
 from pipelines.config import SampleConfig, load_yaml
-from pipelines.io.files import write_text
 from pipelines.io import sample_files
+from pipelines.io.files import write_text
 from pipelines.io.readers import match_files
 from pipelines.runner import make_pipeline
 from pipelines.samples.example import sample_schema, schema_json
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="sample config YAML (default: built-in defaults)")
     p.add_argument("--truth", help="glob of simulator truth files to join (evaluation only)")
     p.add_argument("--sequence-length", type=int, help="override sequence.length")
-    p.add_argument("--num-shards", type=int, help="override num_shards: sample files per UTC day (0: one per day and bundle)")
+    p.add_argument("--num-shards", type=int,
+                   help="override num_shards: sample files per UTC day (0: one per day and "
+                        "bundle)")
     stream_output.add_arguments(p)
     return p
 
@@ -92,7 +95,8 @@ def run(args, beam_args) -> dict:
     result_sets = (pipeline | "InputFiles" >> beam.Create(paths)
                    | "BuildSampleSet" >> build_samples.BuildSampleSet(
                        config, args.observe_at, truth_paths))
-    temp_dir = f"{output}/.tmp-{build_samples.SAMPLES_DIR}"
+    # One per run: files a crashed run left in its own temp folder are not this run's.
+    temp_dir = f"{output}/.tmp-{build_samples.SAMPLES_DIR}-{uuid.uuid4().hex[:12]}"
     _ = result_sets["samples"] | "WriteSamples" >> sample_files.WriteSamplesByDay(
         samples_dir, temp_dir, shards=config.num_shards)
     if stream:
