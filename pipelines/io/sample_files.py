@@ -67,8 +67,8 @@ class WriteSamplesByDay(beam.PTransform):
       temp_directory: where files are written before they are renamed into ``directory``;
         remove it after the run with :func:`remove_temp_dir` (which also checks that no file
         was left behind).
-      shards: 0: one file per day per bundle (no shuffle); > 0: exactly that many files per
-        day (all records go through a shuffle).
+      shards: 0: one file per day per bundle (no shuffle); > 0: that many files per day
+        (fewer for a day with fewer records; all records go through a shuffle).
     """
 
     def __init__(self, directory: str, temp_directory: str, shards: int = 0):
