@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from pipelines.simulator import SimConfig, cli, run_simulation
+from pipelines.simulator import SimConfig, run_simulation
 from pipelines.simulator import world as W
+from tests.pipelines.simulator.cli_flags import check_nonnegative_float_flag
 
 OUTCOMES = ("click_ts", "pay_ts", "refund_ts")
 
@@ -94,11 +95,5 @@ def test_scale_changes_outcomes_only(tmp_path):
 
 
 def test_cli_domain_effect_scale_flag(tmp_path, capsys, monkeypatch):
-    seen = []
-    monkeypatch.setattr(cli.S, "simulate", lambda cfg: seen.append(cfg.domain_effect_scale))
-    base = ["--out", str(tmp_path), "--impressions", "10"]
-    assert cli.main(base) == 0
-    assert cli.main(base + ["--domain-effect-scale", "3"]) == 0
-    assert seen == [1.0, 3.0]
-    assert cli.main(base + ["--domain-effect-scale", "-1"]) == 2
-    assert "domain_effect_scale must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+    check_nonnegative_float_flag(tmp_path, capsys, monkeypatch, "--domain-effect-scale",
+                                 "domain_effect_scale", 1.0, "3", {"-1": "-1.0"})

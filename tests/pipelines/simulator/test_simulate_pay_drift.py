@@ -10,9 +10,10 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from pipelines.simulator import SimConfig, cli, run_simulation
+from pipelines.simulator import SimConfig, run_simulation
 from pipelines.simulator import world as W
 from pipelines.simulator.simulate import pay_drift_day, pay_drift_walk_for
+from tests.pipelines.simulator.cli_flags import check_nonnegative_float_flag
 from tests.pipelines.simulator.test_simulate import _all_files as _files
 
 DAYS = 7
@@ -167,13 +168,5 @@ def test_output_does_not_depend_on_workers(tmp_path):
 
 
 def test_cli_pay_drift_flag(tmp_path, capsys, monkeypatch):
-    seen = []
-    monkeypatch.setattr(cli.S, "simulate", lambda cfg: seen.append(cfg.pay_drift))
-    base = ["--out", str(tmp_path), "--impressions", "10"]
-    assert cli.main(base) == 0
-    assert cli.main(base + ["--pay-drift", "0.1"]) == 0
-    assert seen == [0.0, 0.1]
-    assert cli.main(base + ["--pay-drift", "-0.5"]) == 2
-    assert "pay_drift must be a finite number >= 0, got -0.5" in capsys.readouterr().err
-    assert cli.main(base + ["--pay-drift", "nan"]) == 2
-    assert "pay_drift must be a finite number >= 0, got nan" in capsys.readouterr().err
+    check_nonnegative_float_flag(tmp_path, capsys, monkeypatch, "--pay-drift", "pay_drift",
+                                 0.0, "0.1", {"-0.5": "-0.5", "nan": "nan"})
