@@ -373,16 +373,35 @@ def max_timestamp(files_or_glob: FilesOrGlob) -> int:
 
 
 def count_rows(files_or_glob: FilesOrGlob, *time_ranges: TimeRange):
-    """Rows with ``ts`` in each time range, in one vectorized scan of the ``ts`` column: an
-    int for one range, a list of ints for several."""
+    """Rows with ``ts`` in each time range: an int for one range, a list of ints for several.
+    A range of whole days of day-named files (:func:`files_for_range`) counts their records
+    without parsing; the other ranges share one vectorized scan of the ``ts`` column."""
     if not time_ranges:
         raise ValueError("count_rows needs at least one time range, got none")
-    counts = timestamp_chunks(files_or_glob).reduce(
-        tf.zeros([len(time_ranges)], tf.int64),
-        lambda acc, chunk: acc + tf.stack([
-            tf.reduce_sum(tf.cast(in_range_mask(chunk[1], r), tf.int64)) for r in time_ranges]))
-    counts = [int(c) for c in counts.numpy()]
+    files = list_files(files_or_glob)
+    plans = [files_for_range(files, r) for r in time_ranges]
+    scanned = [i for i, (_, residual) in enumerate(plans) if residual is not None]
+    counts = [0] * len(time_ranges)
+    if scanned:
+        to_scan = sorted({f for i in scanned for f in plans[i][0]})
+        totals = timestamp_chunks(to_scan).reduce(
+            tf.zeros([len(scanned)], tf.int64),
+            lambda acc, chunk: acc + tf.stack([
+                tf.reduce_sum(tf.cast(in_range_mask(chunk[1], time_ranges[i]), tf.int64))
+                for i in scanned]))
+        for i, total in zip(scanned, totals.numpy()):
+            counts[i] = int(total)
+    records = {}  # per whole-day file, counted once
+    for i, (kept, residual) in enumerate(plans):
+        if residual is None:
+            counts[i] = sum(records.setdefault(f, _record_count(f)) for f in kept)
     return counts[0] if len(time_ranges) == 1 else counts
+
+
+def _record_count(path: str) -> int:
+    return int(tf.data.TFRecordDataset(path, compression_type=_compression([path]))
+               .batch(8192).reduce(tf.constant(0, tf.int64),
+                                   lambda n, b: n + tf.shape(b, out_type=tf.int64)[0]))
 
 
 def split_by_time(source: Union[str, os.PathLike, Schema], test_days: int = 1, *,

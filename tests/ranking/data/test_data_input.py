@@ -276,3 +276,16 @@ def test_day_files_give_the_rows_of_one_file(tmp_path, samples, training):
         assert len(got) == sum(r is None or r.contains(s["ts"]) for s in samples)
         if not training:  # samples are written in time order: both read in file order
             assert got == want
+
+
+def test_count_rows_of_day_files_equals_the_scan(tmp_path, samples):
+    one = tmp_path / "one"
+    write(one, samples)
+    write_by_day(tmp_path / "days", samples)
+    ranges = [TimeRange(0, DAY0 + 2 * DAY_SECONDS),
+              TimeRange(DAY0 + DAY_SECONDS, DAY0 + 3 * DAY_SECONDS),
+              TimeRange(DAY0 + 5500, DAY0 + DAY_SECONDS + 2500), TimeRange(0, 1)]
+    want = [sum(r.contains(s["ts"]) for s in samples) for r in ranges]
+    assert want == [20, 20, 7, 0]  # day 0 rows 6-9, day 1 rows 0-2
+    assert count_rows(one, *ranges) == count_rows(tmp_path / "days", *ranges) == want
+    assert count_rows(tmp_path / "days", ranges[1]) == 20
