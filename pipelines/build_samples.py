@@ -207,14 +207,6 @@ class BuildSamples(beam.DoFn):
         encoder = example_lib.make_features_encoder
         self._encode_sequence = encoder([by_name[n] for n in example_lib.SEQUENCE_FEATURES])
         self._row_specs = [f for f in specs if f.name not in grouped]
-        crosses = config.crosses
-        # (cross feature, sequence, target, buckets); the sequences are padded to their length.
-        self._crosses = (
-            ("cross_seq_item_x_item", "seq_item_ids", "item_id", crosses.item_buckets),
-            ("cross_seq_category_x_category", "seq_category_ids", "category_id",
-             crosses.category_buckets),
-            ("cross_imp_category_x_category", "seq_imp_category_ids", "category_id",
-             crosses.category_buckets))
         self._encode_labels = encoder([by_name[n] for n in label_names])
         self._encode_domain = encoder([by_name[n] for n in DOMAIN_FEATURES])
         self._extras_group = example_lib.make_group_encoder(
@@ -302,8 +294,11 @@ class BuildSamples(beam.DoFn):
 
         from pipelines.samples import batch_encoding
         from ranking.features import crossing
+        from ranking.features.raw import CROSSES  # the serving graph's own cross definitions
 
-        specs, crosses = self._row_specs, self._crosses
+        specs = self._row_specs
+        # (cross feature, sequence, target, buckets); the sequences are padded to their length.
+        crosses = [(f.name, *CROSSES[f.name], f.buckets) for f in specs if f.role == "cross"]
         crossed = {c[0] for c in crosses}
         length = self._config.sequence.length
         signature = batch_encoding.input_signature([s for s in specs if s.name not in crossed])
