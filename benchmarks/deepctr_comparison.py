@@ -499,16 +499,16 @@ def main(argv=None) -> int:
             model = builders[n]()
             res = run_once(n, model, *datasets[n], args.train, test, args)
             results[n].append(res)
-            print(f"  run {r + 1} seed {seed} {n:14s}: {res['median_rate']:8,.0f} examples/s (window "
-                  f"median; steady mean {res['mean_rate']:,.0f}), fit {res['fit_seconds']:.1f} s"
-                  f", AUC " + ", ".join(f"{t} {res[f'auc_{t}']:.4f}" for t in TASKS),
+            print(f"  run {r + 1} seed {seed} {n:14s}: {res['median_rate']:8,.0f} examples/s "
+                  f"(window median; steady mean {res['mean_rate']:,.0f}), "
+                  f"fit {res['fit_seconds']:.1f} s, AUC " + ", ".join(f"{t} {res[f'auc_{t}']:.4f}" for t in TASKS),
                   flush=True)
             del model
             tf.keras.backend.clear_session()
     load_after = os.getloadavg()
 
-    print(f"\nmedians over {len(seeds)} run(s) (seeds {seeds}); steady state = after the first {args.skip} "
-          f"steps; ours: mixed_bfloat16 (ours-fp32: float32), "
+    print(f"\nmedians over {len(seeds)} run(s) (seeds {seeds}); steady state = after the "
+          f"first {args.skip} steps; ours: mixed_bfloat16 (ours-fp32: float32), "
           f"steps_per_execution {args.steps_per_execution}; DeepCTR: float32, "
           f"steps_per_execution {args.deepctr_steps_per_execution}, l2_reg_embedding "
           f"{args.deepctr_l2_embedding:g}")

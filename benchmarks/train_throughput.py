@@ -38,8 +38,8 @@ smaller buffer saves a little through the cache (20k: -0.4 us, 5k: -1.0 us); a
 sequential parse map, a 1-thread tf.data pool or max_intra_op_parallelism 1 stayed within the
 run-to-run spread (0.875-0.895).
 
-Older figures (earlier schema with fewer features, load average 2.3-3.1): float32 input-fed 20,025 vs compute-only 21,955
-examples/s, ratio 0.912; ``--mixed-precision`` 21,510 vs 22,833, ratio 0.942. Over several runs
+Older figures (earlier schema with fewer features, load average 2.3-3.1): float32 input-fed
+20,025 vs compute-only 21,955 examples/s, ratio 0.912; ``--mixed-precision`` 21,510 vs 22,833, ratio 0.942. Over several runs
 the ratio ranged 0.88-0.92 (float32) and 0.84-0.94 (mixed_bfloat16): the input pipeline costs
 ~8-12 us of CPU per example while training, against ~80-90 us for the step. Before this
 benchmark's changes (Keras Adam, autotuned input with the time filter after the shuffle) the
