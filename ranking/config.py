@@ -562,7 +562,8 @@ class TrainingConfig:
         every step), ``lazy_adam`` (:class:`ranking.optimizers.LazyAdam`: an embedding
         table's update touches only the rows the batch looked up; cheaper for large tables)
         or ``adagrad``.
-      shuffle_buffer: records in the shuffle buffer (serialized, before batching).
+      shuffle_buffer: records in the shuffle buffer (serialized, before batching; held in
+        blocks of 16 consecutive records, :func:`ranking.data.input.shuffle_records`).
       early_stopping_patience: epochs without improvement before stopping; 0 disables.
       test_days: the last ``test_days`` UTC days of the data are the test split.
       train_days: optional: only the ``train_days`` days before the test split are trained on

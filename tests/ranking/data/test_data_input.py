@@ -11,7 +11,7 @@ from pipelines.samples.labels import LABELS
 from ranking.config import experiment_from_mapping
 from ranking.data.input import (DAY_SECONDS, TimeRange, count_rows, files_for_range,
                                 list_files, make_dataset, max_timestamp, split_by_time,
-                                timestamp_chunks)
+                                shuffle_records, timestamp_chunks)
 from ranking.data.layout import day_of, sample_file_name
 from ranking.data.schema import SchemaError, load_schema
 
@@ -140,6 +140,41 @@ def test_eval_does_not_shuffle_training_does(tmp_path, samples):
     again = make_dataset(tmp_path, schema, EXPERIMENT, training=True, deterministic=True)
     assert rows(again) == first  # seeded: reproducible across runs
     assert rows(train) != first  # reshuffled every epoch
+
+
+def test_shuffle_records_moves_blocks_through_the_buffer_and_permutes_windows():
+    """Blocks of 10 consecutive records go through a 4-block buffer, windows of 40 records
+    (4 whole blocks) are permuted: every record once per pass, each window the union of 4
+    blocks, none of them read after the buffer's reach (output block j comes from read blocks
+    <= j + 3), records mixed inside windows; seeded passes are reproducible and differ."""
+    records = tf.data.Dataset.range(200).map(lambda i: tf.strings.as_string(i))
+
+    def passes(seed):
+        ds = shuffle_records(records, 40, seed, block=10, window=40)
+        return ([[int(r) for r in w.numpy()] for w in ds],
+                [[int(r) for r in w.numpy()] for w in ds])
+
+    first, second = passes(seed=5)
+    for windows in (first, second):
+        assert [len(w) for w in windows] == [40] * 5
+        assert sorted(r for w in windows for r in w) == list(range(200))
+        blocks = [sorted({r // 10 for r in w}) for w in windows]
+        assert all(len(b) == 4 for b in blocks)  # whole blocks only
+        assert all(b <= 4 * k + 3 + 3 for k, bs in enumerate(blocks) for b in bs)
+        assert blocks != [[4 * k + i for i in range(4)] for k in range(5)]  # reordered
+        for w in windows:  # a window is not its blocks laid end to end
+            assert any(abs(a - b) != 1 for a, b in zip(w, w[1:]))
+    assert first != second  # a new order per pass
+    assert passes(seed=5) == (first, second)  # seeded: reproducible
+    with pytest.raises(ValueError, match="block must be >= 1, got 0"):
+        shuffle_records(records, 40, 1, block=0)
+
+
+def test_training_batches_are_full_and_hold_every_row_once(tmp_path, samples):
+    schema = write(tmp_path, samples)
+    train = make_dataset(tmp_path, schema, EXPERIMENT, training=True, batch_size=7)
+    assert [len(l["click"]) for _, l in train] == [7, 7, 7, 7, 2]
+    assert sorted(rows(train)) == sorted(s["item_id"] for s in samples)
 
 
 def test_many_files_all_rows_once(tmp_path, samples):
