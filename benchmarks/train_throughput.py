@@ -5,7 +5,8 @@ builds it) with Keras ``fit`` and ``steps_per_epoch``, in one process:
 
 * ``input``: fed by the full tf.data input, ``make_dataset(files, training=True,
   time_range=<train split>, repeat=True)`` -- TFRecord reads, record shuffle
-  (``training.shuffle_buffer``), the time filter and the parse, exactly as ``ranking-train``;
+  (``training.shuffle_buffer``, :func:`ranking.data.input.shuffle_records`), the time filter
+  and the parse, exactly as ``ranking-train``;
 * ``compute``: the same model fed one cached batch over and over
   (``dataset.take(1).cache().repeat()``), the compute-only limit.
 
@@ -26,8 +27,14 @@ everything else is its input.
     .venv/bin/python benchmarks/train_throughput.py [--data DIR] [--mixed-precision] \
         [--steps N] [--windows 3] [--rounds 3]
 
-Measured here (2 cores, AMD Zen 4, 200,000-impression demo samples written one file per UTC
-day, ``--data /tmp/s5/t1 --rounds 7``, idle machine): input-fed 20,282 vs compute-only 23,489
+Measured on a 2-core Intel Xeon (AMX) host, 200,000-impression demo samples (one file per
+UTC day), ``--rounds 5``, idle machine: with the record shuffle of
+:func:`ranking.data.input.shuffle_records` input-fed 15,819 vs compute-only 17,051
+examples/s, **ratio 0.928**, input pipeline 8.4 us CPU/example; the same run before it (a
+per-record ``Dataset.shuffle(100000)``) gave 15,586 vs 17,630, ratio 0.884, 12.8 us/example.
+
+Earlier (2 cores, AMD Zen 4, the same kind of samples, ``--data /tmp/s5/t1 --rounds 7``, idle
+machine, ``Dataset.shuffle``): input-fed 20,282 vs compute-only 23,489
 examples/s, ratio 0.863, input pipeline 8.2 us CPU/example; another run (``--rounds 3
 --cached-batches 256``) 0.879 (8.4 us; 256 distinct cached batches train as fast as one,
 1.008, so the gap is the input's CPU, not data variety). The same samples in one undated file
