@@ -28,10 +28,13 @@ everything else is its input.
         [--steps N] [--windows 3] [--rounds 3]
 
 Measured on a 2-core Intel Xeon (AMX) host, 200,000-impression demo samples (one file per
-UTC day), ``--rounds 5``, idle machine: with the record shuffle of
-:func:`ranking.data.input.shuffle_records` input-fed 15,819 vs compute-only 17,051
-examples/s, **ratio 0.928**, input pipeline 8.4 us CPU/example; the same run before it (a
-per-record ``Dataset.shuffle(100000)``) gave 15,586 vs 17,630, ratio 0.884, 12.8 us/example.
+UTC day), idle machine: with the record shuffle of :func:`ranking.data.input.shuffle_records`,
+``--rounds 5``: input-fed 15,819 vs compute-only 17,051 examples/s, **ratio 0.928**, input
+pipeline 8.4 us CPU/example; ``--rounds 7``: 14,327 vs 15,239, **0.940**, 8.3 us. The code
+before it (a per-record ``Dataset.shuffle(100000)``), same host and data: ``--rounds 5``
+15,586 vs 17,630, ratio 0.884, 12.8 us/example; ``--rounds 7`` 15,082 vs 16,580, 0.910,
+10.8 us/example. (The host's speed drifts between runs, ~15-18k examples/s compute-only;
+the ratio within a run is the figure to compare.)
 
 Earlier (2 cores, AMD Zen 4, the same kind of samples, ``--data /tmp/s5/t1 --rounds 7``, idle
 machine, ``Dataset.shuffle``): input-fed 20,282 vs compute-only 23,489
