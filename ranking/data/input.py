@@ -50,9 +50,9 @@ time filter, 8.4 us with the day files (no filter) and the one-thread interleave
 interleave over the day files: ~3 us more); ``benchmarks/train_throughput.py`` measures the
 effect on training. The record shuffle is :func:`shuffle_records` (blocks through the buffer,
 then a permutation per window) rather than a record-level ``Dataset.shuffle``: iterating the
-train split's input alone on the 2-core Xeon host (batch 256, the same run), 8.7 us per example
-with ``Dataset.shuffle(100000)`` (6.5-6.6 us without any shuffle) and 7.0 us with
-:func:`shuffle_records`.
+train split's input alone on the 2-core Xeon host (batch 256, the same run), 9.1-9.3 us per
+example with ``Dataset.shuffle(100000)`` and 7.4-7.7 us with :func:`shuffle_records` (6.5-6.6
+us without any shuffle).
 :func:`split_by_time` gives the ranges of the train/test split by UTC day.
 """
 from __future__ import annotations
@@ -67,7 +67,8 @@ from ranking.data.schema import Schema, SchemaError, check_config, load_schema, 
 
 __all__ = ["TimeRange", "make_dataset", "split_by_time", "list_files", "files_for_range",
            "max_timestamp",
-           "sliding_window_order", "shuffle_records", "SAMPLES_GLOB", "TIME_FEATURE", "DAY_SECONDS"]
+           "sliding_window_order", "shuffle_records", "SAMPLES_GLOB", "TIME_FEATURE",
+           "DAY_SECONDS"]
 
 SAMPLES_GLOB = os.path.join("samples", "part-*.tfrecord*")
 TIME_FEATURE = "ts"
