@@ -51,8 +51,8 @@ interleave over the day files: ~3 us more); ``benchmarks/train_throughput.py`` m
 effect on training. The record shuffle is :func:`shuffle_records` (blocks through the buffer,
 then a permutation per window) rather than a record-level ``Dataset.shuffle``: iterating the
 train split's input alone on the 2-core Xeon host (batch 256, the same run), 9.1-9.3 us per
-example with ``Dataset.shuffle(100000)`` and 7.4-7.7 us with :func:`shuffle_records` (6.5-6.6
-us without any shuffle).
+example with ``Dataset.shuffle(100000)`` and 7.4-7.7 us with :func:`shuffle_records` (another
+run: 6.5-6.6 us without any shuffle).
 :func:`split_by_time` gives the ranges of the train/test split by UTC day.
 """
 from __future__ import annotations
