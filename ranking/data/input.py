@@ -49,10 +49,10 @@ are read by a plain (one-thread) interleave. CPU per example of the shuffled tra
 time filter, 8.4 us with the day files (no filter) and the one-thread interleave (a parallel
 interleave over the day files: ~3 us more); ``benchmarks/train_throughput.py`` measures the
 effect on training. The record shuffle is :func:`shuffle_records` (blocks through the buffer,
-then a permutation per window) rather than a record-level ``Dataset.shuffle``: iterating the
-train split's input alone on the 2-core Xeon host (batch 256, the same run), 9.1-9.3 us per
-example with ``Dataset.shuffle(100000)`` and 7.4-7.7 us with :func:`shuffle_records` (another
-run: 6.5-6.6 us without any shuffle).
+then a permutation per window) rather than a record-level ``Dataset.shuffle``:
+``benchmarks/input_throughput.py --batch-size 256 --modes train`` on the 2-core Xeon host,
+9.5-9.7 us CPU per example with ``Dataset.shuffle(100000)`` (the code before, two runs) and
+7.7 us with :func:`shuffle_records` (two runs, alternating).
 :func:`split_by_time` gives the ranges of the train/test split by UTC day.
 """
 from __future__ import annotations
@@ -180,7 +180,7 @@ def shuffle_records(records: tf.data.Dataset, buffer: int, seed: Optional[int], 
     A batch of ``b`` rows cut from a window holds on average ``b * block / window`` rows of
     any one block (1/8 at batch 256), so the rows a file stores together (one user's, in time
     order) are spread over the ``window / b`` batches of the window instead of the same
-    batch. CPU per record, iterating the 200k demo's train split alone: ~1.7 us less than
+    batch. CPU per record, iterating the input alone: ~1.9 us less than
     ``Dataset.shuffle(buffer)`` (module docstring).
 
     Seeded (``seed``): reproducible, and re-drawn on every pass over the dataset (a new
