@@ -34,6 +34,12 @@ it (median 0.0279 over seeds 0-7, 0.0262-0.0318), none of these closes the gap:
   gap 0.0254-0.0277 (about 0.0005 better), but overall PCOC 0.95-0.96;
 * more data: 500,000 impressions (the world's 20,000 items, users = impressions / 40): gap
   0.0306 / 0.0347 (seeds 0-1), oracle 0.8459, PCOC 1.05 -- not better.
+
+These per-seed gaps came from a loop that trains exactly this script's ``full`` variant. The
+config variants (pooling, match length) rerun as ``--config <edited copy of the yaml>`` (its
+``full`` row), the bucket and data-size ones on samples built with the edited
+``configs/pipeline.yaml`` or ``--impressions``; the moving average, validation-day and
+extra-numerics variants needed patches that were not kept.
 """
 from __future__ import annotations
 
