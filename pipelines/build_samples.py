@@ -28,6 +28,8 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines.config import SampleConfig
 from pipelines.io.readers import RawRecord, read_records
 from pipelines.samples import example as example_lib
+from pipelines.samples.category_affinity import (RELATED_CLICK_COUNT, RELATED_IMP_COUNT,
+                                                 RelatedCategories, related_count)
 from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
                                                  pays_by_bucket)
@@ -44,6 +46,7 @@ DOMAIN_FEATURES = ("country", "scene", "domain")
 # The padded click sequences the row encoder crosses (from _EncodedSequence, not the row).
 _CLICK_SEQUENCES = ("seq_item_ids", "seq_category_ids")
 DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
+USER_CATEGORY_DAYS = "user_category_days"
 # A bundle's history summaries and packed events are emitted when this many user-buckets are
 # open or this many events are packed (bounds the memory of a bundle of many files).
 MAX_OPEN_HISTORIES = 50_000
@@ -95,15 +98,20 @@ class ReadValidateKey(beam.DoFn):
       ITEM_DAYS: per (item, day), this bundle's impressions and clicks of the item that day;
       PAYS (with ``emit_pays``): ``(user_id, (pay_ts, category_id))`` per pay known at
         ``observe_at``, for the ``category_purchase`` label (keyed by user alone: the
-        per-user step sends each pay to the buckets whose windows hold it).
+        per-user step sends each pay to the buckets whose windows hold it);
+      USER_CATEGORY_DAYS (with ``emit_user_categories``): per ((user, category), day), this
+        bundle's impressions of the category that user saw that day (clicks 0), for the
+        related categories of ``category_affinity``.
     The impression payload is a plain tuple (Beam's fast coder), the Impression minus
     ``user_id`` (in the key) with the extra columns' values only.
     """
 
     def __init__(self, input_format: str, extra_pairs, observe_at: int, bucket_seconds: int,
-                 lengths: HistoryLengths, emit_pays: bool = False):
+                 lengths: HistoryLengths, emit_pays: bool = False,
+                 emit_user_categories: bool = False):
         self._read = ReadRecords(input_format)
         self._emit_pays = emit_pays
+        self._emit_user_categories = emit_user_categories
         self._lengths = lengths
         self._extras = extra_pairs
         self._observe_at = observe_at
@@ -115,6 +123,7 @@ class ReadValidateKey(beam.DoFn):
     def start_bundle(self):
         self._histories = HistoryBuilder(self._lengths)
         self._item_days = ItemDayCounter()
+        self._user_category_days = ItemDayCounter()
         self._packed: dict[tuple, tuple[list, list]] = {}
         self._packed_events = 0
 
@@ -132,14 +141,16 @@ class ReadValidateKey(beam.DoFn):
                 self._future.inc()
                 continue
             yield from self._events(imp)
-            if (len(self._histories) + len(self._item_days) + len(self._packed)
-                    >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS):
+            if (len(self._histories) + len(self._item_days) + len(self._user_category_days)
+                    + len(self._packed) >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS):
                 yield from self._drain(lambda keyed: keyed)
 
     def _events(self, imp: Impression):
         key = (imp.user_id, bucket_of(imp.ts, self._bucket_seconds))
         self._histories.add_impression(key, (imp.ts, imp.item_id, imp.category_id))
         self._item_days.add(imp.item_id, imp.ts, 0)
+        if self._emit_user_categories:
+            self._user_category_days.add((imp.user_id, imp.category_id), imp.ts, 0)
         self._pack(key, 0, impression_payload(imp))
         if self._emit_pays:
             pay = known_pay(imp, self._observe_at)
@@ -170,6 +181,8 @@ class ReadValidateKey(beam.DoFn):
             yield beam.pvalue.TaggedOutput(HISTORIES, wrap(keyed))
         for keyed in self._item_days.drain():
             yield beam.pvalue.TaggedOutput(ITEM_DAYS, wrap(keyed))
+        for keyed in self._user_category_days.drain():
+            yield beam.pvalue.TaggedOutput(USER_CATEGORY_DAYS, wrap(keyed))
 
 
 def impression_payload(imp: Impression) -> tuple:
@@ -222,7 +235,7 @@ class BuildSamples(beam.DoFn):
     def start_bundle(self):
         self._buffer: list[_Row] = []
 
-    def process(self, keyed_events, item_stats):
+    def process(self, keyed_events, item_stats, related_categories):
         (user_id, _), events = keyed_events
         impressions, clicks, carry, truth, pays = [], [], EMPTY_HISTORY, {}, []
         for tag, value in events:
@@ -261,6 +274,9 @@ class BuildSamples(beam.DoFn):
                    "imp_count": imp_counts[i], "click_count": click_counts[i]}
             row["item_imp_count"], row["item_click_count"] = item_stats.get(
                 (item_id, day_of(ts)), (0, 0))
+            if related_categories is not None:
+                self._add_related_counts(row, sequence, exposures[i],
+                                         related_categories.get(day_of(ts), {}))
             if self._with_truth:
                 found = truth.get(payload[0])
                 row.update(_truth_features(found) if found else _missing_truth())
@@ -268,6 +284,12 @@ class BuildSamples(beam.DoFn):
                                      None if purchases is None else purchases[i]))
         if len(self._buffer) >= self._batch_size:
             yield from self._flush()
+
+    def _add_related_counts(self, row: dict, clicks, exposures, related) -> None:
+        target = row["category_id"]
+        recent = clicks[:self._config.category_affinity.recent_clicks]
+        row[RELATED_CLICK_COUNT] = related_count((e[2] for e in recent), target, related)
+        row[RELATED_IMP_COUNT] = related_count((e[2] for e in exposures), target, related)
 
     def finish_bundle(self):
         for pair in self._flush():
@@ -426,9 +448,18 @@ class BuildSampleSet(beam.PTransform):
         read = (paths | "ShuffleFiles" >> beam.Reshuffle()
                 | "ReadValidateKey" >> beam.ParDo(ReadValidateKey(
                     cfg.input_format, cfg.extra_pairs, self._observe_at, bucket_seconds,
-                    history_lengths(cfg), emit_pays=cfg.category_purchase.enabled))
-                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, main="events"))
+                    history_lengths(cfg), emit_pays=cfg.category_purchase.enabled,
+                    emit_user_categories=cfg.category_affinity.enabled))
+                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, USER_CATEGORY_DAYS,
+                              main="events"))
         item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
+        related = None
+        if cfg.category_affinity.enabled:
+            affinity = cfg.category_affinity
+            related = beam.pvalue.AsDict(
+                read[USER_CATEGORY_DAYS] | "RelatedCategories" >> RelatedCategories(
+                    day_of(self._observe_at - 1), affinity.top_n,
+                    affinity.min_user_impressions))
         parts = [read.events, self._carry_ins(read[HISTORIES], read[PAYS])]
         if self._truth_paths:
             parts.append(paths.pipeline | "TruthFiles" >> beam.Create(self._truth_paths)
@@ -437,7 +468,7 @@ class BuildSampleSet(beam.PTransform):
                    | "GroupUserBucket" >> beam.GroupByKey()
                    | "BuildSamples" >> beam.ParDo(
                        BuildSamples(cfg, self._observe_at, with_truth=bool(self._truth_paths)),
-                       item_stats=beam.pvalue.AsDict(item_stats)))
+                       item_stats=beam.pvalue.AsDict(item_stats), related_categories=related))
         return {"samples": samples, "dead_letter": read[DEAD_LETTER]}
 
     def _carry_ins(self, histories, pays):

@@ -82,6 +82,34 @@ class CategoryPurchaseConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CategoryAffinityConfig:
+    """Related categories from co-exposure and the counts they give
+    (:mod:`pipelines.samples.category_affinity`): ``related_click_count`` and
+    ``related_imp_count``.
+
+    Attributes:
+      enabled: emit the two features. Off by default so that the built-in schema stays
+        as it was; ``configs/pipeline.yaml`` turns it on.
+      top_n: a category's related set: its ``top_n`` categories of highest co-exposure lift.
+      recent_clicks: ``related_click_count`` counts over the last this many clicks (at most
+        ``sequence.length``).
+      min_user_impressions: users with fewer impressions before a day are left out of that
+        day's table (their category shares are too noisy).
+    """
+
+    enabled: bool = False
+    top_n: int = 3
+    recent_clicks: int = 5
+    min_user_impressions: int = 5
+
+    def __post_init__(self):
+        for name in ("top_n", "recent_clicks", "min_user_impressions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"category_affinity.{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class CrossConfig:
     """Hash-bucket counts of the sequence x target crosses."""
 
@@ -103,6 +131,8 @@ class SampleConfig:
     item_stats: ItemStatsConfig = dataclasses.field(default_factory=ItemStatsConfig)
     category_purchase: CategoryPurchaseConfig = dataclasses.field(
         default_factory=CategoryPurchaseConfig)
+    category_affinity: CategoryAffinityConfig = dataclasses.field(
+        default_factory=CategoryAffinityConfig)
     extra_columns: list[ExtraColumn] = dataclasses.field(default_factory=list)
     input_format: typing.Literal["auto", "csv", "jsonl", "parquet"] = "auto"
     num_shards: int = 0  # sample files per UTC day; 0: one per day per bundle, no shuffle
@@ -116,6 +146,11 @@ class SampleConfig:
         clash = sorted(set(names) & set(COLUMNS))
         if clash:
             raise ConfigError(f"extra_columns: {clash} are fixed schema columns, not extras")
+        affinity = self.category_affinity
+        if affinity.enabled and affinity.recent_clicks > self.sequence.length:
+            raise ConfigError(
+                f"category_affinity.recent_clicks ({self.category_affinity.recent_clicks}) "
+                f"must be <= sequence.length ({self.sequence.length})")
 
     @property
     def extra_pairs(self) -> tuple[tuple[str, str], ...]:

@@ -3,9 +3,10 @@
 The request goes to the exported ``raw_features`` signature: the caller sends what a serving
 system knows at request time (the user's recent clicks and impressed categories, most recent
 first, impression and click counts, country, scene, device, and each candidate's id,
-category, price and recent impression and click counts) and the model computes every derived
-feature, the sequence x target hashed crosses included, in its own graph. So no caller ever
-re-implements the hashing, and scores equal those of the pipeline's samples (parity test).
+category, price, recent impression and click counts and related-category counts) and the
+model computes every derived feature, the sequence x target hashed crosses included, in its
+own graph. So no caller ever re-implements the hashing, and scores equal those of the
+pipeline's samples (parity test).
 
     with PredictClient("localhost:8500", "ple_esmm", signature="raw_features") as client:
         scorer = CandidateScorer(client)
@@ -61,6 +62,11 @@ class Candidate:
     price: float = math.nan
     impression_count: int = 0  # the item's impressions over the pipeline's item-stats window
     click_count: int = 0       # the item's clicks over that window
+    # Of the user's recent clicks / impressions, those on other categories whose related set
+    # (the day's co-exposure table) holds this candidate's category:
+    # pipelines.samples.category_affinity.related_count, as the pipeline computes them.
+    related_click_count: int = 0
+    related_imp_count: int = 0
 
 
 class CandidateScorer:
@@ -106,6 +112,8 @@ class CandidateScorer:
             "click_count": [context.click_count] * n,
             "item_imp_count": [c.impression_count for c in candidates],
             "item_click_count": [c.click_count for c in candidates],
+            "related_click_count": [c.related_click_count for c in candidates],
+            "related_imp_count": [c.related_imp_count for c in candidates],
         }
         sequences = {"seq_item_ids": context.clicked_items,
                      "seq_category_ids": context.clicked_categories,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from pipelines.config import SampleConfig
+from pipelines.samples.category_affinity import RELATED_CLICK_COUNT, RELATED_IMP_COUNT
 from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.labels import EVENT_TS, LABELS, UNKNOWN_TS
 
@@ -86,6 +87,16 @@ def sample_schema(config: SampleConfig, with_truth: bool = False) -> list[Featur
           description=f"the item's clicks over the {config.item_stats.window_days} "
                       "whole UTC days before the impression's day"),
     ]
+    affinity = config.category_affinity
+    if affinity.enabled:
+        specs += [
+            s(RELATED_CLICK_COUNT, "int64", role="history",
+              description=f"of the last {affinity.recent_clicks} clicks, those on another "
+                          "category whose related set (co-exposure before the impression's "
+                          "day) holds category_id"),
+            s(RELATED_IMP_COUNT, "int64", role="history",
+              description="the same over the last impressions (seq_imp_category_ids)"),
+        ]
     specs += [s(name, "int64", role="label", description="as observed at observe_at")
               for name in LABELS]
     if config.category_purchase.enabled:

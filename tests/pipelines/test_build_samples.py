@@ -19,6 +19,7 @@ CONFIG = """
 sequence: {length: 5, impression_length: 4, bucket_seconds: 3600}
 crosses: {item_buckets: 1000, category_buckets: 50}
 category_purchase: {enabled: true, window_days: 1}
+category_affinity: {enabled: true, top_n: 2, recent_clicks: 3, min_user_impressions: 3}
 extra_columns:
   - {name: device, kind: categorical}
   - {name: price, kind: numeric}
@@ -91,6 +92,30 @@ def category_purchase_by_definition(rows, impression, observe_at=OBSERVE_AT):
                    and (observe_at is None or r["pay_ts"] < observe_at) for r in rows))
 
 
+def related_by_definition(rows, day, top_n=2, min_impressions=3):
+    """Brute force of category_affinity's related sets for ``day``: users' category shares
+    over the impressions of earlier days (observable ones), lift, top_n above 1."""
+    counts = {}
+    for r in rows:
+        if r["ts"] < OBSERVE_AT and r["ts"] // 86400 < day:
+            user = counts.setdefault(r["user_id"], {})
+            user[r["category_id"]] = user.get(r["category_id"], 0) + 1
+    shares = [{c: n / sum(user.values()) for c, n in user.items()}
+              for user in counts.values() if sum(user.values()) >= min_impressions]
+    categories = sorted({c for f in shares for c in f})
+    related = {}
+    for k in categories:
+        squares = sum(f.get(k, 0) ** 2 for f in shares)
+        ranked = []
+        for c in categories:
+            expected = squares * sum(f.get(c, 0) for f in shares) / len(shares)
+            pairs = sum(f.get(k, 0) ** 2 * f.get(c, 0) for f in shares)
+            if c != k:
+                ranked.append((-round(pairs / expected if expected else 0.0, 9), c))
+        related[k] = {c for minus_lift, c in sorted(ranked)[:top_n] if -minus_lift > 1}
+    return related
+
+
 @pytest.fixture(scope="module")
 def random_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("random")
@@ -122,6 +147,7 @@ def test_no_feature_or_label_uses_the_future(random_run):
     """Property: every sequence entry precedes ts; every label/event time precedes observe_at."""
     rows, _, samples, _ = random_run
     by_id = {r["impression_id"]: r for r in rows}
+    related_of_day = {}
     rows_of_user = {}
     for r in rows:
         rows_of_user.setdefault(r["user_id"], []).append(r)
@@ -157,6 +183,13 @@ def test_no_feature_or_label_uses_the_future(random_run):
                                            for r in rows)]
         assert s["item_click_count"] == [sum(r["item_id"] == item and window(r["click_ts"])
                                              for r in rows)]
+        # Related categories: co-exposure of the days before the impression's day.
+        if day not in related_of_day:
+            related_of_day[day] = related_by_definition(rows, day)
+        related, target = related_of_day[day], by_id[iid]["category_id"]
+        is_related = lambda c: c != target and target in related.get(c, ())  # noqa: E731
+        assert s["related_click_count"] == [sum(is_related(c[2]) for c in clicks[:3])]
+        assert s["related_imp_count"] == [sum(is_related(e[2]) for e in earlier[:4])]
         r = by_id[iid]
         seen = lambda t: t is not None and t < OBSERVE_AT  # noqa: E731
         assert s["click"][0] == int(seen(r["click_ts"]))
@@ -165,6 +198,20 @@ def test_no_feature_or_label_uses_the_future(random_run):
         assert s["net_conversion"][0] == int(seen(r["pay_ts"]) and not seen(r["refund_ts"]))
         assert s["category_purchase"] == [
             category_purchase_by_definition(rows_of_user[user], r)], iid
+
+
+def test_related_counts_fixture_exercises_every_path(random_run):
+    """The property test above can fail: related sets differ by day (none on the first, whose
+    earlier days hold nothing), and both counts are positive for some samples and not others."""
+    rows, _, samples, _ = random_run
+    first = T0 // 86400
+    assert related_by_definition(rows, first) == {}
+    second, third = related_by_definition(rows, first + 1), related_by_definition(rows, first + 2)
+    assert any(second.values()) and second != third
+    for name in ("related_click_count", "related_imp_count"):
+        values = [s[name][0] for s in samples.values()]
+        assert sum(v > 0 for v in values) > 50 and sum(v == 0 for v in values) > 50, name
+    assert max(s["related_click_count"][0] for s in samples.values()) <= 3
 
 
 def test_labels_are_censored_somewhere(random_run):

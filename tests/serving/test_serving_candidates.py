@@ -24,7 +24,9 @@ def _fields(example: bytes) -> dict:
             "imp_count": f["imp_count"].int64_list.value[0],
             "click_count": f["click_count"].int64_list.value[0],
             "item_imp_count": f["item_imp_count"].int64_list.value[0],
-            "item_click_count": f["item_click_count"].int64_list.value[0]}
+            "item_click_count": f["item_click_count"].int64_list.value[0],
+            "related_click_count": f["related_click_count"].int64_list.value[0],
+            "related_imp_count": f["related_imp_count"].int64_list.value[0]}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,7 @@ def test_context_scores_equal_the_pipeline_samples(scorer, trained):
     candidate_scorer, base = scorer
     examples = [e for e in trained.examples if _fields(e)["items"]][:25]
     assert len(examples) == 25  # samples with a click history, so crosses are exercised
+    assert any(_fields(e)["related_imp_count"] for e in examples)
     expected = in_process_scores(f"{base}/1", examples)
     for k, example in enumerate(examples):
         x = _fields(example)
@@ -48,7 +51,7 @@ def test_context_scores_equal_the_pipeline_samples(scorer, trained):
                               x["click_count"])
         got = candidate_scorer.score(context, [Candidate(
             x["item_id"], x["category_id"], x["price"], x["item_imp_count"],
-            x["item_click_count"])])
+            x["item_click_count"], x["related_click_count"], x["related_imp_count"])])
         for name in ("ctr", "cvr", "ctcvr"):
             assert abs(float(got[name][0]) - float(expected[name][k])) <= 1e-6
 

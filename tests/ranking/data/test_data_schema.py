@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 SAMPLE_CONFIG = from_mapping(SampleConfig, {
     "sequence": {"length": 5, "impression_length": 5},
     "crosses": {"item_buckets": 1000, "category_buckets": 100},
+    "category_affinity": {"enabled": True},  # as configs/pipeline.yaml
     "extra_columns": [{"name": "device", "kind": "categorical"},
                       {"name": "price", "kind": "numeric"}]})
 OBSERVE_AT = 1_767_830_400

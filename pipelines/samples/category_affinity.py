@@ -1,0 +1,201 @@
+"""Point-in-time related categories from co-exposure, and the sample features they give.
+
+Idea: what a shop shows a user follows the user's interests and the categories that go with
+them (a phone buyer is shown cases and chargers), and a click on a category raises interest
+in the categories that go with it. A CTR model can learn such a clicked-category x
+target-category effect from hashed crosses only for pairs that have clicks, and on a week of
+logs most pairs have none. Exposure is 10-20x denser than clicks: over many users, the
+categories that go with ``k`` are the ones over-represented in the impressions of users for
+whom ``k`` is a main interest. This is the co-occurrence ("users who see k also see c")
+similarity of item-to-item recommenders, at the category level and directed.
+
+The table of day ``D`` uses the impressions of the days before ``D`` only, what a daily batch
+job knows at the start of the day, so nothing of the sample's own day or later leaks in:
+
+* ``f_u[c]``: user ``u``'s share of impressions in category ``c``, over users with at least
+  ``min_user_impressions`` impressions before ``D``;
+* ``lift[k, c] = sum_u f_u[k]^2 f_u[c] / (sum_u f_u[k]^2 * mean_u f_u[c])``: how much more
+  of ``c`` the users dominated by ``k`` are shown than the average user. Squaring
+  ``f_u[k]`` weights each user by how much ``k`` dominates their exposure, which makes the
+  lift directed: the users of a phone are shown cases, the users of cases are not
+  necessarily shown phones;
+* ``related(k)``: the ``top_n`` categories ``c != k`` of highest lift, lift above 1 (lifts
+  rounded to 9 decimals; ties broken by category id).
+
+Sample features (``configs/pipeline.yaml``: ``category_affinity``):
+
+* ``related_click_count``: of the user's last ``recent_clicks`` clicks before the impression
+  (its click sequence), those on a category other than the target's whose related set (as of
+  the impression's day) holds the target's category;
+* ``related_imp_count``: the same over the exposure sequence (the last impressions).
+
+Measured on the simulator (200k demo logs, whose click model adds a bonus for clicks on
+categories related to the target and whose impressions come partly from categories related
+to the user's tastes): on the last day the top-3 related sets hold 43% true related pairs
+(15x chance, 3 of 199), and the two counts raise the PLE model's CTR AUC by ~0.0017
+(``benchmarks/quality_vs_oracle.py``).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from pipelines.samples.item_stats import sum_pairs
+
+RELATED_CLICK_COUNT = "related_click_count"
+RELATED_IMP_COUNT = "related_imp_count"
+LIFT_DECIMALS = 9
+
+
+def exposure_before_each_day(days: Iterable[tuple[int, str, int]], last_day: int,
+                             min_impressions: int) -> Iterable[tuple[int, tuple[tuple, tuple]]]:
+    """One user's category impression counts over the days before each day ``D`` from the
+    day after the user's first impression to ``last_day``: ``(D, (categories, counts))``,
+    sorted by category, for the days where the user has at least ``min_impressions``
+    impressions before ``D``.
+
+    Args:
+      days: ``(day, category_id, impressions)`` of one user, at most one entry per
+        (day, category).
+    """
+    by_day: dict[int, list] = {}
+    for day, category, count in days:
+        by_day.setdefault(day, []).append((category, count))
+    counts: dict[str, int] = {}
+    total = 0
+    pending = sorted(by_day)
+    i = 0
+    for target in range(pending[0] + 1 if pending else last_day + 1, last_day + 1):
+        while i < len(pending) and pending[i] < target:
+            for category, count in by_day[pending[i]]:
+                counts[category] = counts.get(category, 0) + count
+                total += count
+            i += 1
+        if total >= min_impressions:
+            categories = tuple(sorted(counts))
+            yield target, (categories, tuple(counts[c] for c in categories))
+
+
+class CoExposure:
+    """The sums behind ``lift`` (see the module docstring) over the users added so far."""
+
+    def __init__(self, capacity: int = 64):
+        self.index: dict[str, int] = {}
+        self.pairs = np.zeros((capacity, capacity))  # [k, c]: sum_u f_u[k]^2 f_u[c]
+        self.squares = np.zeros(capacity)             # [k]: sum_u f_u[k]^2
+        self.shares = np.zeros(capacity)              # [c]: sum_u f_u[c]
+        self.users = 0
+
+    def _rows(self, categories: Sequence[str]) -> np.ndarray:
+        for category in categories:
+            if category not in self.index:
+                self.index[category] = len(self.index)
+        size = len(self.index)
+        if size > len(self.squares):
+            capacity = max(size, 2 * len(self.squares))
+            pairs = np.zeros((capacity, capacity))
+            n = len(self.squares)
+            pairs[:n, :n] = self.pairs
+            self.pairs = pairs
+            self.squares = np.concatenate([self.squares, np.zeros(capacity - n)])
+            self.shares = np.concatenate([self.shares, np.zeros(capacity - n)])
+        return np.array([self.index[c] for c in categories], dtype=np.int64)
+
+    def add_user(self, categories: Sequence[str], counts: Sequence[int]) -> None:
+        rows = self._rows(categories)
+        share = np.asarray(counts, dtype=np.float64)
+        share /= share.sum()
+        self.pairs[np.ix_(rows, rows)] += np.outer(share ** 2, share)
+        self.squares[rows] += share ** 2
+        self.shares[rows] += share
+        self.users += 1
+
+    def merge(self, other: "CoExposure") -> None:
+        names = list(other.index)
+        rows = self._rows(names)
+        theirs = np.array([other.index[c] for c in names], dtype=np.int64)
+        self.pairs[np.ix_(rows, rows)] += other.pairs[np.ix_(theirs, theirs)]
+        self.squares[rows] += other.squares[theirs]
+        self.shares[rows] += other.shares[theirs]
+        self.users += other.users
+
+    def related(self, top_n: int) -> dict[str, frozenset]:
+        """``related(k)`` for every category seen: its ``top_n`` highest-lift others."""
+        names = sorted(self.index)
+        if not names or not self.users:
+            return {}
+        rows = np.array([self.index[c] for c in names], dtype=np.int64)
+        pairs = self.pairs[np.ix_(rows, rows)]
+        expected = np.outer(self.squares[rows], self.shares[rows] / self.users)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lift = np.where(expected > 0, pairs / expected, 0.0)
+        np.fill_diagonal(lift, 0.0)
+        # Rounded, so that lifts equal but for float rounding (sums added in another order,
+        # e.g. after a merge) tie; a stable sort of -lift over the names in id order then
+        # gives ties to the smaller category id.
+        lift = np.round(lift, LIFT_DECIMALS)
+        order = np.argsort(-lift, axis=1, kind="stable")[:, :top_n]
+        return {k: frozenset(names[j] for j in order[i] if lift[i, j] > 1.0)
+                for i, k in enumerate(names)}
+
+
+class CoExposureFn(beam.CombineFn):
+    """``(categories, counts)`` of users -> ``{category: frozenset(related categories)}``."""
+
+    def __init__(self, top_n: int):
+        self._top_n = top_n
+
+    def create_accumulator(self) -> CoExposure:
+        return CoExposure()
+
+    def add_input(self, accumulator: CoExposure, user) -> CoExposure:
+        accumulator.add_user(*user)
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> CoExposure:
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for other in accumulators:
+            merged.merge(other)
+        return merged
+
+    def extract_output(self, accumulator: CoExposure) -> dict[str, frozenset]:
+        return accumulator.related(self._top_n)
+
+
+class RelatedCategories(beam.PTransform):
+    """``((user_id, category_id), day), (impressions, clicks)`` partial counts ->
+    ``(day, {category: frozenset(related)})`` for every day up to ``last_day`` with enough
+    exposure before it (a side input ``AsDict`` for the sample builder)."""
+
+    def __init__(self, last_day: int, top_n: int, min_user_impressions: int):
+        super().__init__()
+        self._last_day = last_day
+        self._top_n = top_n
+        self._min = min_user_impressions
+
+    def expand(self, partial_counts):
+        return (partial_counts
+                | "SumUserCategoryDay" >> beam.CombinePerKey(sum_pairs)
+                | "ByUser" >> beam.Map(_by_user)
+                | "GroupUser" >> beam.GroupByKey()
+                | "ExposureBeforeDay" >> beam.FlatMap(_exposure_of_user, self._last_day,
+                                                      self._min)
+                | "CoExposure" >> beam.CombinePerKey(CoExposureFn(self._top_n)))
+
+
+def _by_user(kv):
+    ((user, category), day), (impressions, _) = kv
+    return user, (day, category, impressions)
+
+
+def _exposure_of_user(kv, last_day: int, min_impressions: int):
+    return exposure_before_each_day(kv[1], last_day, min_impressions)
+
+
+def related_count(categories: Iterable[str], target: str,
+                  related: Mapping[str, frozenset]) -> int:
+    """How many of ``categories`` differ from ``target`` and have it in their related set."""
+    return sum(1 for c in categories if c != target and target in related.get(c, ()))

@@ -1,0 +1,96 @@
+"""Related categories from co-exposure (pipelines/samples/category_affinity.py)."""
+import pickle
+
+import pytest
+
+from pipelines.config import CategoryAffinityConfig, ConfigError, SampleConfig, SequenceConfig
+from pipelines.samples.category_affinity import (CoExposure, CoExposureFn,
+                                                 exposure_before_each_day, related_count)
+
+# Three users' category impression counts (hand-computed lifts in test_lift_golden).
+USERS = [(("a", "b"), (3, 1)), (("b", "c"), (1, 1)), (("a", "c"), (1, 1))]
+
+
+def test_exposure_before_each_day_uses_earlier_days_only():
+    days = [(12, "a", 1), (10, "a", 2), (10, "b", 1), (15, "c", 4)]
+    got = list(exposure_before_each_day(days, last_day=13, min_impressions=3))
+    # Day 11 and 12: day 10's counts; day 13 adds day 12's; day 15 is after last_day.
+    assert got == [(11, (("a", "b"), (2, 1))), (12, (("a", "b"), (2, 1))),
+                   (13, (("a", "b"), (3, 1)))]
+    # Below min_impressions before a day: that day is left out.
+    assert list(exposure_before_each_day(days, last_day=13, min_impressions=4)) == [
+        (13, (("a", "b"), (3, 1)))]
+    assert list(exposure_before_each_day([], last_day=13, min_impressions=1)) == []
+
+
+def test_lift_golden():
+    """Shares f: u1 a .75 b .25; u2 b .5 c .5; u3 a .5 c .5 (3 users).
+    sum f^2: a .8125, b .3125, c .5; mean f: a 5/12, b 1/4, c 1/3.
+    lift[k, c] = sum_u f_k^2 f_c / (sum_u f_k^2 * mean f_c):
+      a->b .5625*.25/(.8125*.25) = .692   a->c .25*.5/(.8125/3) = .462
+      b->a .0625*.75/(.3125*5/12) = .36   b->c .25*.5/(.3125/3) = 1.2
+      c->a .25*.5/(.5*5/12) = .6          c->b .25*.5/(.5*.25) = 1.0 (not above 1)."""
+    acc = CoExposure()
+    for user in USERS:
+        acc.add_user(*user)
+    assert acc.users == 3
+    rows = [acc.index[c] for c in "abc"]
+    assert acc.squares[rows] == pytest.approx([0.8125, 0.3125, 0.5])
+    assert acc.shares[rows] == pytest.approx([1.25, 0.75, 1.0])
+    assert acc.pairs[acc.index["b"], acc.index["c"]] == pytest.approx(0.125)
+    assert acc.related(top_n=2) == {"a": frozenset(), "b": frozenset({"c"}),
+                                    "c": frozenset()}
+
+
+def test_lift_is_directed_and_keeps_the_top_n():
+    """Users dominated by 'phone' are shown 'case' and 'charger'; users dominated by 'case'
+    are not shown phones; everyone sees some of 'x'. Shares of the 28 users (f):
+      4 phone users: phone .5, case .25, charger .125, x .125
+      4 case users: case .8, x .2;  20 others: x .2 and a category of their own .8
+    phone -> charger: .125 / (.5 / 28) = 7; phone -> case: .25 / (4.2 / 28) = 1.67;
+    phone -> x: .125 / (5.3 / 28) = .66; case -> phone: .0625*4*.5 / (2.81 * 2 / 28) = .62."""
+    acc = CoExposure()
+    for _ in range(4):
+        acc.add_user(("case", "charger", "phone", "x"), (4, 2, 8, 2))
+        acc.add_user(("case", "x"), (8, 2))
+    for i in range(20):
+        acc.add_user((f"own{i}", "x"), (8, 2))
+    related = acc.related(top_n=2)
+    assert related["phone"] == {"charger", "case"}
+    assert "phone" not in related["case"]
+    assert acc.related(top_n=1)["phone"] == {"charger"}
+
+
+def test_merge_equals_one_accumulator_and_survives_pickling():
+    whole = CoExposure()
+    for user in USERS:
+        whole.add_user(*user)
+    left, right = CoExposure(capacity=1), CoExposure(capacity=1)  # forces growth
+    left.add_user(*USERS[0])
+    right.add_user(*USERS[2])
+    right.add_user(*USERS[1])
+    fn = CoExposureFn(top_n=2)
+    merged = fn.merge_accumulators([pickle.loads(pickle.dumps(left)), right])
+    assert merged.users == 3
+    assert fn.extract_output(merged) == whole.related(top_n=2)
+    for k in "abc":
+        for c in "abc":
+            assert merged.pairs[merged.index[k], merged.index[c]] == pytest.approx(
+                whole.pairs[whole.index[k], whole.index[c]])
+
+
+def test_related_count():
+    related = {"phone": frozenset({"case", "charger"}), "case": frozenset({"bag"})}
+    # The target's own category never counts; unknown categories have no related set.
+    assert related_count(["phone", "case", "phone", "case", "shoe"], "case", related) == 2
+    assert related_count(["case", "phone"], "bag", related) == 1
+    assert related_count([], "case", related) == 0
+    assert related_count(["phone"], "case", {}) == 0
+
+
+def test_config_errors_name_the_field_and_value():
+    with pytest.raises(ConfigError, match=r"category_affinity.top_n must be >= 1, got 0"):
+        CategoryAffinityConfig(top_n=0)
+    with pytest.raises(ConfigError, match=r"recent_clicks \(6\) must be <= sequence.length"):
+        SampleConfig(sequence=SequenceConfig(length=5),
+                     category_affinity=CategoryAffinityConfig(enabled=True, recent_clicks=6))
