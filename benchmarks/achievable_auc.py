@@ -62,6 +62,8 @@ import pyarrow.csv as pacsv
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from pipelines.config import CategoryAffinityConfig  # noqa: E402
+from pipelines.samples.category_affinity import CoExposure  # noqa: E402
 from pipelines.simulator import simulate as S  # noqa: E402
 from pipelines.simulator import world as W  # noqa: E402
 from ranking.metrics.auc import auc  # noqa: E402
@@ -188,6 +190,25 @@ def point_in_time_bias(d, x, quality, user_prior, test, history):
                    steps=8)
 
 
+def related_precision(d: dict, before_ts: int, top_n: int = W.RELATED_PER_CATEGORY) -> float:
+    """Share of true related pairs (the world's graph) in the pipeline's co-exposure related
+    sets (:mod:`pipelines.samples.category_affinity`, default settings) built from the
+    impressions before ``before_ts``."""
+    world = d["world"]
+    rows = d["ts"] < before_ts
+    users, categories = d["user"][rows], world.item_category[d["item"][rows]]
+    counts = np.zeros((len(d["tastes"]), world.n_categories), dtype=np.int64)
+    np.add.at(counts, (users, categories), 1)
+    co_exposure = CoExposure()
+    for row in counts[counts.sum(1) >= CategoryAffinityConfig().min_user_impressions]:
+        seen = np.flatnonzero(row)
+        co_exposure.add_user([world.category_ids[c] for c in seen], row[seen])
+    index = {c: i for i, c in enumerate(world.category_ids)}
+    found = [(index[k], index[c]) for k, related in co_exposure.related(top_n).items()
+             for c in related]
+    return float(np.mean([world.related_matrix[k, c] for k, c in found])) if found else 0.0
+
+
 def bound(sim_dir: str) -> dict:
     d = load(sim_dir)
     x = known_logit(d)
@@ -218,10 +239,12 @@ def bound(sim_dir: str) -> dict:
         "true user bias, MAP item quality": xt + mean_bias[u] + quality[i],
     }
     return {
+        "related_precision": related_precision(d, test_start),
         "test_rows": int(test.size), "test_clicks": int(y.sum()),
         "rows_before_test_day": int(rows.size), "clicks_before_test_day": int(labels.sum()),
         "max_rebuild_error": rebuild_error,
         "users": int(len(d["tastes"])), "items": int(world.n_items),
+        "categories": int(world.n_categories),
         "auc": {name: auc(y, s) for name, s in scores.items()},
     }
 
@@ -342,6 +365,10 @@ def main(argv=None) -> int:
           f"{result['rows_before_test_day']} rows, {result['clicks_before_test_day']} clicks; "
           f"{result['users']} users, {result['items']} items; rebuilt logit max error "
           f"{result['max_rebuild_error']:.2g}")
+    print(f"co-exposure related sets (pipeline's category_affinity, top "
+          f"{W.RELATED_PER_CATEGORY}, days before the test day): {result['related_precision']:.1%}"
+          f" true related pairs (chance {W.RELATED_PER_CATEGORY}/"
+          f"{result['categories'] - 1})")
     oracle = result["auc"]["oracle (true p_click)"]
     print(f"{'CTR scores on the test day':62s} {'AUC':>7s} {'gap':>7s}")
     for name, value in result["auc"].items():
