@@ -29,7 +29,8 @@ from pipelines.config import SampleConfig
 from pipelines.io.readers import RawRecord, read_records
 from pipelines.samples import example as example_lib
 from pipelines.samples.category_affinity import (RELATED_CLICK_COUNT, RELATED_IMP_COUNT,
-                                                 RelatedCategories, related_count)
+                                                 RelatedCategories, UserExposureCounter,
+                                                 related_count)
 from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
                                                  pays_by_bucket)
@@ -46,7 +47,7 @@ DOMAIN_FEATURES = ("country", "scene", "domain")
 # The padded click sequences the row encoder crosses (from _EncodedSequence, not the row).
 _CLICK_SEQUENCES = ("seq_item_ids", "seq_category_ids")
 DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS = "dead_letter", "histories", "item_days", "pays"
-USER_CATEGORY_DAYS = "user_category_days"
+USER_EXPOSURE = "user_exposure"
 # A bundle's history summaries and packed events are emitted when this many user-buckets are
 # open or this many events are packed (bounds the memory of a bundle of many files).
 MAX_OPEN_HISTORIES = 50_000
@@ -99,9 +100,8 @@ class ReadValidateKey(beam.DoFn):
       PAYS (with ``emit_pays``): ``(user_id, (pay_ts, category_id))`` per pay known at
         ``observe_at``, for the ``category_purchase`` label (keyed by user alone: the
         per-user step sends each pay to the buckets whose windows hold it);
-      USER_CATEGORY_DAYS (with ``emit_user_categories``): per ((user, category), day), this
-        bundle's impressions of the category that user saw that day (clicks 0), for the
-        related categories of ``category_affinity``.
+      USER_EXPOSURE (with ``emit_user_categories``): per user, this bundle's impressions of
+        the user by UTC day and category, for the related categories of ``category_affinity``.
     The impression payload is a plain tuple (Beam's fast coder), the Impression minus
     ``user_id`` (in the key) with the extra columns' values only.
     """
@@ -123,7 +123,7 @@ class ReadValidateKey(beam.DoFn):
     def start_bundle(self):
         self._histories = HistoryBuilder(self._lengths)
         self._item_days = ItemDayCounter()
-        self._user_category_days = ItemDayCounter()
+        self._user_exposure = UserExposureCounter()
         self._packed: dict[tuple, tuple[list, list]] = {}
         self._packed_events = 0
 
@@ -141,7 +141,7 @@ class ReadValidateKey(beam.DoFn):
                 self._future.inc()
                 continue
             yield from self._events(imp)
-            if (len(self._histories) + len(self._item_days) + len(self._user_category_days)
+            if (len(self._histories) + len(self._item_days) + len(self._user_exposure)
                     + len(self._packed) >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS):
                 yield from self._drain(lambda keyed: keyed)
 
@@ -150,7 +150,7 @@ class ReadValidateKey(beam.DoFn):
         self._histories.add_impression(key, (imp.ts, imp.item_id, imp.category_id))
         self._item_days.add(imp.item_id, imp.ts, 0)
         if self._emit_user_categories:
-            self._user_category_days.add((imp.user_id, imp.category_id), imp.ts, 0)
+            self._user_exposure.add(imp.user_id, day_of(imp.ts), imp.category_id)
         self._pack(key, 0, impression_payload(imp))
         if self._emit_pays:
             pay = known_pay(imp, self._observe_at)
@@ -181,8 +181,8 @@ class ReadValidateKey(beam.DoFn):
             yield beam.pvalue.TaggedOutput(HISTORIES, wrap(keyed))
         for keyed in self._item_days.drain():
             yield beam.pvalue.TaggedOutput(ITEM_DAYS, wrap(keyed))
-        for keyed in self._user_category_days.drain():
-            yield beam.pvalue.TaggedOutput(USER_CATEGORY_DAYS, wrap(keyed))
+        for keyed in self._user_exposure.drain():
+            yield beam.pvalue.TaggedOutput(USER_EXPOSURE, wrap(keyed))
 
 
 def impression_payload(imp: Impression) -> tuple:
@@ -450,14 +450,14 @@ class BuildSampleSet(beam.PTransform):
                     cfg.input_format, cfg.extra_pairs, self._observe_at, bucket_seconds,
                     history_lengths(cfg), emit_pays=cfg.category_purchase.enabled,
                     emit_user_categories=cfg.category_affinity.enabled))
-                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, USER_CATEGORY_DAYS,
+                .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, USER_EXPOSURE,
                               main="events"))
         item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
         related = None
         if cfg.category_affinity.enabled:
             affinity = cfg.category_affinity
             related = beam.pvalue.AsDict(
-                read[USER_CATEGORY_DAYS] | "RelatedCategories" >> RelatedCategories(
+                read[USER_EXPOSURE] | "RelatedCategories" >> RelatedCategories(
                     day_of(self._observe_at - 1), affinity.top_n,
                     affinity.min_user_impressions))
         parts = [read.events, self._carry_ins(read[HISTORIES], read[PAYS])]

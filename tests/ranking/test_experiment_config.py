@@ -35,7 +35,7 @@ def test_shipped_configs_load(name, tower):
     shared = {s.name: s.share_embedding_with for s in cfg.features.sequences}
     assert shared["seq_item_ids"] == "item_id" and shared["seq_category_ids"] == "category_id"
     assert [c.name for c in cfg.features.crosses][:2] == [
-        "cross_seq_item_x_item", "cross_seq_category_x_category"]
+        "cross_seq_category_x_category", "cross_imp_category_x_category"]
     assert len(cfg.domain.vocabulary) == 12 and cfg.domain.num_domains == 13
     assert "domain" in cfg.feature_names and "click" not in cfg.feature_names
     # round trip through a plain mapping

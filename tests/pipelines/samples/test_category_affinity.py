@@ -4,15 +4,16 @@ import pickle
 import pytest
 
 from pipelines.config import CategoryAffinityConfig, ConfigError, SampleConfig, SequenceConfig
-from pipelines.samples.category_affinity import (CoExposure, CoExposureFn,
-                                                 exposure_before_each_day, related_count)
+from pipelines.samples.category_affinity import (CoExposure, CoExposureFn, MergeExposureFn,
+                                                 UserExposureCounter, exposure_before_each_day,
+                                                 related_count)
 
 # Three users' category impression counts (hand-computed lifts in test_lift_golden).
 USERS = [(("a", "b"), (3, 1)), (("b", "c"), (1, 1)), (("a", "c"), (1, 1))]
 
 
 def test_exposure_before_each_day_uses_earlier_days_only():
-    days = [(12, "a", 1), (10, "a", 2), (10, "b", 1), (15, "c", 4)]
+    days = {12: {"a": 1}, 10: {"a": 2, "b": 1}, 15: {"c": 4}}
     got = list(exposure_before_each_day(days, last_day=13, min_impressions=3))
     # Day 11 and 12: day 10's counts; day 13 adds day 12's; day 15 is after last_day.
     assert got == [(11, (("a", "b"), (2, 1))), (12, (("a", "b"), (2, 1))),
@@ -20,7 +21,25 @@ def test_exposure_before_each_day_uses_earlier_days_only():
     # Below min_impressions before a day: that day is left out.
     assert list(exposure_before_each_day(days, last_day=13, min_impressions=4)) == [
         (13, (("a", "b"), (3, 1)))]
-    assert list(exposure_before_each_day([], last_day=13, min_impressions=1)) == []
+    assert list(exposure_before_each_day({}, last_day=13, min_impressions=1)) == []
+
+
+def test_user_exposure_counts_merge_across_bundles():
+    first, second = UserExposureCounter(), UserExposureCounter()
+    for user, day, category in [("u1", 10, "a"), ("u1", 10, "a"), ("u1", 11, "b"),
+                                ("u2", 10, "a")]:
+        first.add(user, day, category)
+    second.add("u1", 10, "a")
+    second.add("u1", 12, "c")
+    assert len(first) == 2
+    parts = dict(first.drain())
+    assert len(first) == 0 and parts == {"u1": {10: {"a": 2}, 11: {"b": 1}},
+                                         "u2": {10: {"a": 1}}}
+    fn = MergeExposureFn()
+    left = fn.add_input(fn.create_accumulator(), parts["u1"])
+    right = fn.add_input(fn.create_accumulator(), dict(second.drain())["u1"])
+    assert fn.extract_output(fn.merge_accumulators([left, right])) == {
+        10: {"a": 3}, 11: {"b": 1}, 12: {"c": 1}}
 
 
 def test_lift_golden():
