@@ -433,7 +433,8 @@ class KeyTruth(beam.DoFn):
 
 class BuildSampleSet(beam.PTransform):
     """Raw-log file paths -> ``{"samples": (UTC day of ts, serialized tf.Example) pairs,
-    "dead_letter": dicts}``."""
+    "dead_letter": dicts, "related_categories": (day, {category: related set}) pairs, or None
+    without category_affinity}``."""
 
     def __init__(self, config: SampleConfig, observe_at: int,
                  truth_paths: Optional[list[str]] = None):
@@ -453,13 +454,13 @@ class BuildSampleSet(beam.PTransform):
                 .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, USER_EXPOSURE,
                               main="events"))
         item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
-        related = None
+        tables = None
         if cfg.category_affinity.enabled:
             affinity = cfg.category_affinity
-            related = beam.pvalue.AsDict(
-                read[USER_EXPOSURE] | "RelatedCategories" >> RelatedCategories(
-                    day_of(self._observe_at - 1), affinity.top_n,
-                    affinity.min_user_impressions))
+            # Through the day after the last sample day: that table is the serving one.
+            tables = read[USER_EXPOSURE] | "RelatedCategories" >> RelatedCategories(
+                day_of(self._observe_at - 1) + 1, affinity.top_n,
+                affinity.min_user_impressions)
         parts = [read.events, self._carry_ins(read[HISTORIES], read[PAYS])]
         if self._truth_paths:
             parts.append(paths.pipeline | "TruthFiles" >> beam.Create(self._truth_paths)
@@ -468,8 +469,10 @@ class BuildSampleSet(beam.PTransform):
                    | "GroupUserBucket" >> beam.GroupByKey()
                    | "BuildSamples" >> beam.ParDo(
                        BuildSamples(cfg, self._observe_at, with_truth=bool(self._truth_paths)),
-                       item_stats=beam.pvalue.AsDict(item_stats), related_categories=related))
-        return {"samples": samples, "dead_letter": read[DEAD_LETTER]}
+                       item_stats=beam.pvalue.AsDict(item_stats),
+                       related_categories=None if tables is None else beam.pvalue.AsDict(tables)))
+        return {"samples": samples, "dead_letter": read[DEAD_LETTER],
+                "related_categories": tables}
 
     def _carry_ins(self, histories, pays):
         """Per user-bucket with impressions: ``("carry", History of all earlier buckets)``;

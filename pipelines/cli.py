@@ -23,6 +23,7 @@ from pipelines.io import sample_files
 from pipelines.io.files import write_text
 from pipelines.io.readers import match_files
 from pipelines.runner import make_pipeline
+from pipelines.samples import category_affinity
 from pipelines.samples.example import sample_schema, schema_json
 from pipelines.streams import output as stream_output
 
@@ -106,6 +107,12 @@ def run(args, beam_args) -> dict:
         build_samples.dead_letter_line)
          | "WriteDeadLetter" >> beam.io.WriteToText(
              f"{output}/{build_samples.DEAD_LETTER_DIR}/part", file_name_suffix=".jsonl"))
+    if result_sets["related_categories"] is not None:
+        _ = (result_sets["related_categories"]
+             | "RelatedJson" >> beam.Map(category_affinity.related_json_line)
+             | "WriteRelated" >> beam.io.WriteToText(
+                 f"{output}/{category_affinity.RELATED_DIR}/part", file_name_suffix=".jsonl",
+                 num_shards=1))
     result = pipeline.run()
     result.wait_until_finish()
     sample_files.remove_temp_dir(temp_dir)

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
+from pipelines.config import CategoryAffinityConfig
 from serving.client import PredictClient
 
 RAW_SIGNATURE = "raw_features"
@@ -63,10 +64,35 @@ class Candidate:
     impression_count: int = 0  # the item's impressions over the pipeline's item-stats window
     click_count: int = 0       # the item's clicks over that window
     # Of the user's recent clicks / impressions, those on other categories whose related set
-    # (the day's co-exposure table) holds this candidate's category:
-    # pipelines.samples.category_affinity.related_count, as the pipeline computes them.
+    # (the day's co-exposure table) holds this candidate's category: with_related_counts.
     related_click_count: int = 0
     related_imp_count: int = 0
+
+
+def with_related_counts(context: UserContext, candidates: Sequence[Candidate],
+                        related: Mapping[str, frozenset],
+                        recent_clicks: int = CategoryAffinityConfig().recent_clicks
+                        ) -> list[Candidate]:
+    """The candidates with ``related_click_count`` / ``related_imp_count`` set as the
+    pipeline sets them (:func:`pipelines.samples.category_affinity.related_count`).
+
+    Args:
+      context: the user's recent clicks and impressions, most recent first, as many as the
+        pipeline's sequences hold (``sequence.length`` / ``impression_length``).
+      candidates: the candidates to score.
+      related: the day's related sets,
+        ``category_affinity.load_related("<pipeline output>/related_categories/*")[day]``.
+      recent_clicks: the pipeline's ``category_affinity.recent_clicks``.
+    """
+    # The pipeline's own function; imported here, as it brings Beam along.
+    from pipelines.samples.category_affinity import related_count
+
+    clicked = list(context.clicked_categories)[:recent_clicks]
+    impressed = list(context.impressed_categories)
+    return [dataclasses.replace(
+        c, related_click_count=related_count(clicked, c.category_id, related),
+        related_imp_count=related_count(impressed, c.category_id, related))
+        for c in candidates]
 
 
 class CandidateScorer:

@@ -47,12 +47,17 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
+import datetime
+import json
+
 import apache_beam as beam
 import numpy as np
 
 RELATED_CLICK_COUNT = "related_click_count"
 RELATED_IMP_COUNT = "related_imp_count"
 LIFT_DECIMALS = 9
+RELATED_DIR = "related_categories"
+EPOCH = datetime.date(1970, 1, 1).toordinal()
 
 
 class UserExposureCounter:
@@ -239,6 +244,32 @@ class RelatedCategories(beam.PTransform):
 
 def _exposure_of_user(kv, last_day: int, min_impressions: int):
     return exposure_before_each_day(kv[1], last_day, min_impressions)
+
+
+def related_json_line(day_related: tuple) -> str:
+    """``(day, {category: related})`` -> one JSON line of ``related_categories/*.jsonl``."""
+    day, related = day_related
+    return json.dumps({"day": int(day), "date": str(datetime.date.fromordinal(EPOCH + day)),
+                       "related": {k: sorted(v) for k, v in sorted(related.items())}},
+                      sort_keys=True)
+
+
+def load_related(path_glob: str) -> dict[int, dict[str, frozenset]]:
+    """The pipeline's ``related_categories/*.jsonl`` -> ``{day: {category: related set}}``
+    (``day``: UTC days since the epoch, ``ranking.data.layout.day_of``). The table of the day
+    after the logs (``observe_at``'s day, or the next one at midnight) is the serving one."""
+    from apache_beam.io.filesystems import FileSystems
+
+    tables = {}
+    for metadata in FileSystems.match([path_glob])[0].metadata_list:
+        with FileSystems.open(metadata.path) as f:
+            for line in f.read().decode().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    tables[row["day"]] = {k: frozenset(v) for k, v in row["related"].items()}
+    if not tables:
+        raise FileNotFoundError(f"no related-category tables match {path_glob!r}")
+    return tables
 
 
 def related_count(categories: Iterable[str], target: str,

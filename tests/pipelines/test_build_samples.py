@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import cli
+from pipelines.samples.category_affinity import RELATED_DIR, load_related
 from pipelines.samples.example import decode
 from pipelines.runner import make_pipeline
 from ranking.data.layout import file_day
@@ -117,13 +118,19 @@ def related_by_definition(rows, day, top_n=2, min_impressions=3):
 
 
 @pytest.fixture(scope="module")
-def random_run(tmp_path_factory):
+def random_run_output(tmp_path_factory):
+    """(the run's directory, (rows, summary, samples, dead letter))."""
     tmp = tmp_path_factory.mktemp("random")
     rows = random_rows(seed=7, n=1500)
     write_csv(tmp / "logs-0.csv", rows[:700], [line for line, _ in MALFORMED])
     write_csv(tmp / "logs-1.csv", rows[700:])
     summary, samples, dead = run_pipeline(tmp, str(tmp / "logs-*.csv"), OBSERVE_AT)
-    return rows, summary, samples, dead
+    return tmp, (rows, summary, samples, dead)
+
+
+@pytest.fixture(scope="module")
+def random_run(random_run_output):
+    return random_run_output[1]
 
 
 def test_counters_add_up_and_dead_letter_names_each_problem(random_run):
@@ -212,6 +219,19 @@ def test_related_counts_fixture_exercises_every_path(random_run):
         values = [s[name][0] for s in samples.values()]
         assert sum(v > 0 for v in values) > 50 and sum(v == 0 for v in values) > 50, name
     assert max(s["related_click_count"][0] for s in samples.values()) <= 3
+
+
+def test_related_tables_are_written_through_the_serving_day(random_run_output):
+    """related_categories/*.jsonl holds each day's table as the samples used it, and the
+    table of the day after the logs (the serving one); load_related reads it back."""
+    tmp, (rows, _, _, _) = random_run_output
+    tables = load_related(str(tmp / "out" / RELATED_DIR / "*.jsonl"))
+    first, serving = T0 // 86400, (OBSERVE_AT - 1) // 86400 + 1
+    assert sorted(tables) == list(range(first + 1, serving + 1))
+    for day, table in tables.items():
+        expected = related_by_definition(rows, day)
+        assert {k: set(v) for k, v in table.items()} == expected, day
+    assert any(tables[serving].values())
 
 
 def test_labels_are_censored_somewhere(random_run):

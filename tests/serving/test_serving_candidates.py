@@ -1,11 +1,13 @@
 """Scoring a user's context and candidates over gRPC through the raw_features signature."""
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.candidates import Candidate, CandidateScorer, UserContext
+from pipelines.samples.category_affinity import RELATED_DIR, load_related
+from serving.candidates import Candidate, CandidateScorer, UserContext, with_related_counts
 from serving.client import PredictClient
 from serving.server import LocalServer
 from serving_helpers import MODEL, in_process_scores
@@ -26,7 +28,8 @@ def _fields(example: bytes) -> dict:
             "item_imp_count": f["item_imp_count"].int64_list.value[0],
             "item_click_count": f["item_click_count"].int64_list.value[0],
             "related_click_count": f["related_click_count"].int64_list.value[0],
-            "related_imp_count": f["related_imp_count"].int64_list.value[0]}
+            "related_imp_count": f["related_imp_count"].int64_list.value[0],
+            "ts": f["ts"].int64_list.value[0]}
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +40,11 @@ def scorer(trained, tmp_path_factory):
             yield CandidateScorer(client), base
 
 
-def test_context_scores_equal_the_pipeline_samples(scorer, trained):
-    """Each sample rebuilt as (context, one candidate) scores like its tf.Example."""
+def test_context_scores_equal_the_pipeline_samples(scorer, trained, simulated_samples):
+    """Each sample rebuilt as (context, one candidate) scores like its tf.Example; the
+    related-category counts come from the pipeline's table of the sample's day."""
     candidate_scorer, base = scorer
+    tables = load_related(os.path.join(simulated_samples, RELATED_DIR, "*.jsonl"))
     examples = [e for e in trained.examples if _fields(e)["items"]][:25]
     assert len(examples) == 25  # samples with a click history, so crosses are exercised
     assert any(_fields(e)["related_imp_count"] for e in examples)
@@ -49,9 +54,12 @@ def test_context_scores_equal_the_pipeline_samples(scorer, trained):
         context = UserContext(x["user_id"], x["items"], x["categories"], x["country"],
                               x["scene"], x["device"], x["impressed"], x["imp_count"],
                               x["click_count"])
-        got = candidate_scorer.score(context, [Candidate(
+        [candidate] = with_related_counts(context, [Candidate(
             x["item_id"], x["category_id"], x["price"], x["item_imp_count"],
-            x["item_click_count"], x["related_click_count"], x["related_imp_count"])])
+            x["item_click_count"])], tables.get(x["ts"] // 86400, {}))
+        assert (candidate.related_click_count, candidate.related_imp_count) == (
+            x["related_click_count"], x["related_imp_count"])
+        got = candidate_scorer.score(context, [candidate])
         for name in ("ctr", "cvr", "ctcvr"):
             assert abs(float(got[name][0]) - float(expected[name][k])) <= 1e-6
 

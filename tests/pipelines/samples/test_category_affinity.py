@@ -1,4 +1,5 @@
 """Related categories from co-exposure (pipelines/samples/category_affinity.py)."""
+import json
 import pickle
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from pipelines.config import CategoryAffinityConfig, ConfigError, SampleConfig, SequenceConfig
 from pipelines.samples.category_affinity import (CoExposure, CoExposureFn, MergeExposureFn,
                                                  UserExposureCounter, exposure_before_each_day,
-                                                 related_count)
+                                                 load_related, related_count, related_json_line)
 
 # Three users' category impression counts (hand-computed lifts in test_lift_golden).
 USERS = [(("a", "b"), (3, 1)), (("b", "c"), (1, 1)), (("a", "c"), (1, 1))]
@@ -113,3 +114,15 @@ def test_config_errors_name_the_field_and_value():
     with pytest.raises(ConfigError, match=r"recent_clicks \(6\) must be <= sequence.length"):
         SampleConfig(sequence=SequenceConfig(length=5),
                      category_affinity=CategoryAffinityConfig(enabled=True, recent_clicks=6))
+
+
+def test_related_tables_round_trip_through_json_lines(tmp_path):
+    day = 20461  # 2026-01-08
+    line = related_json_line((day, {"b": frozenset({"c", "a"}), "a": frozenset()}))
+    assert json.loads(line) == {"day": day, "date": "2026-01-08",
+                                "related": {"a": [], "b": ["a", "c"]}}
+    (tmp_path / "part-00000-of-00001.jsonl").write_text(line + "\n")
+    assert load_related(str(tmp_path / "*.jsonl")) == {
+        day: {"a": frozenset(), "b": frozenset({"a", "c"})}}
+    with pytest.raises(FileNotFoundError, match="no related-category tables match"):
+        load_related(str(tmp_path / "missing" / "*.jsonl"))
