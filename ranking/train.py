@@ -112,12 +112,26 @@ def fit(model: MultiTaskRanker, files, schema: Schema, config: ExperimentConfig,
         tf.keras.callbacks.ModelCheckpoint(
             os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}"), save_weights_only=True),
     ]
-    if t.early_stopping_patience:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(
-            monitor="val_total_loss", patience=t.early_stopping_patience,
-            restore_best_weights=True, verbose=1))
+    stop = early_stopping(t, config.tasks)
+    if stop is not None:
+        callbacks.append(stop)
     return model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps,
                      validation_steps=val_steps, callbacks=callbacks, verbose=verbose)
+
+
+def early_stopping(training, tasks) -> Optional[tf.keras.callbacks.EarlyStopping]:
+    """``training.early_stopping_*`` as a Keras callback restoring the best epoch's weights
+    (None with patience 0): on the first task's validation AUC (its Keras AUC metric,
+    ``val_<task>_auc``) or on the validation total loss."""
+    if not training.early_stopping_patience:
+        return None
+    if training.early_stopping_metric == "auc":
+        monitor, mode = f"val_{tasks[0].name}_auc", "max"
+    else:
+        monitor, mode = "val_total_loss", "min"
+    return tf.keras.callbacks.EarlyStopping(
+        monitor=monitor, mode=mode, patience=training.early_stopping_patience,
+        restore_best_weights=True, verbose=1)
 
 
 def warmup_examples(files, n: int) -> list[bytes]:
