@@ -86,7 +86,8 @@ def load(sim_dir: str) -> dict:
     with open(os.path.join(sim_dir, "simulation.json")) as f:
         params = json.load(f)["params"]
     fields = {f.name for f in dataclasses.fields(S.SimConfig)}
-    cfg = S.SimConfig(out=sim_dir, **{k: v for k, v in params.items() if k in fields and k != "out"})
+    fields.discard("out")
+    cfg = S.SimConfig(out=sim_dir, **{k: v for k, v in params.items() if k in fields})
     world = S.build_world_for(cfg)
     imp = _read(os.path.join(sim_dir, "impressions", "*.csv"), {
         "impression_id": pa.string(), "user_id": pa.string(), "item_id": pa.string(),

@@ -141,8 +141,9 @@ class ReadValidateKey(beam.DoFn):
                 self._future.inc()
                 continue
             yield from self._events(imp)
-            if (len(self._histories) + len(self._item_days) + len(self._user_exposure)
-                    + len(self._packed) >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS):
+            open_keys = (len(self._histories) + len(self._item_days) + len(self._user_exposure)
+                         + len(self._packed))
+            if open_keys >= MAX_OPEN_HISTORIES or self._packed_events >= MAX_PACKED_EVENTS:
                 yield from self._drain(lambda keyed: keyed)
 
     def _events(self, imp: Impression):
