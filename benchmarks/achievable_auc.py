@@ -125,22 +125,31 @@ def load(sim_dir: str) -> dict:
     }
 
 
+def taste_affinity(d: dict) -> np.ndarray:
+    """Each row's true taste value (the simulator's own function)."""
+    world = d["world"]
+    return W.taste_affinity(world, d["tastes"][d["user"]], world.item_category[d["item"]],
+                            d["tier"])
+
+
+def sequence_score(d: dict) -> np.ndarray:
+    """Each row's ``log1p(seq_same + RELATED_WEIGHT * seq_related)``."""
+    return np.log1p(d["seq_same"] + W.RELATED_WEIGHT * d["seq_related"])
+
+
+def true_logit(d: dict) -> np.ndarray:
+    return np.log(d["p_click"]) - np.log1p(-d["p_click"])
+
+
 def known_logit(d: dict) -> np.ndarray:
     """The true click logit without the user bias and the item quality term."""
     world, cfg = d["world"], d["cfg"]
     T = W.domain_tables(cfg.domain_effect_scale)
     c, s, item = d["country"], d["scene"], d["item"]
-    cat = world.item_category[item]
     z_price = (np.log(d["price"]) - world.log_price_mean) / world.log_price_sd
-    tastes = d["tastes"][d["user"]]
-    taste_aff = ((tastes == cat[:, None]) * W.TASTE_AFFINITY).max(1)
-    related = world.related_matrix[tastes, cat[:, None]].any(1)
-    taste_aff = np.where(taste_aff > 0, taste_aff, related * W.RELATED_TASTE_AFFINITY)
-    taste_aff = taste_aff * W.TIER_TASTE_MULT[d["tier"]]
-    seq_score = d["seq_same"] + W.RELATED_WEIGHT * d["seq_related"]
     return (T.click_base[c, s] + T.click_pop[c, s] * world.item_z_pop[item]
-            + T.click_price[c, s] * z_price + T.click_taste[c, s] * taste_aff
-            + T.click_device[c, s, d["device"]] + T.click_seq[c, s] * np.log1p(seq_score))
+            + T.click_price[c, s] * z_price + T.click_taste[c, s] * taste_affinity(d)
+            + T.click_device[c, s, d["device"]] + T.click_seq[c, s] * sequence_score(d))
 
 
 def _sigmoid(x):
@@ -170,7 +179,7 @@ def map_latents(d, x, rows, labels):
     return bias, quality, user_prior
 
 
-def point_in_time_bias(d, x, quality, user_prior, test, history):
+def point_in_time_bias(d, x, quality, user_prior, test):
     """Each test row's user bias from all earlier rows of its user (clicks logged by then)."""
     order = np.argsort(d["user"], kind="stable")
     user_sorted = d["user"][order]
@@ -181,7 +190,7 @@ def point_in_time_bias(d, x, quality, user_prior, test, history):
     pair_row = order[np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
                      + np.arange(lengths.sum())]
     ts_test = d["ts"][test][pair_test]
-    keep = (d["ts"][pair_row] < ts_test) & history[pair_row]
+    keep = d["ts"][pair_row] < ts_test
     pair_test, pair_row, ts_test = pair_test[keep], pair_row[keep], ts_test[keep]
     clicks = d["click_ts"][pair_row]
     labels = ((clicks >= 0) & (clicks < ts_test)).astype(np.float64)
@@ -210,14 +219,13 @@ def related_precision(d: dict, before_ts: int, top_n: int = W.RELATED_PER_CATEGO
     return float(np.mean([world.related_matrix[k, c] for k, c in found])) if found else 0.0
 
 
-def bound(sim_dir: str) -> dict:
-    d = load(sim_dir)
+def bound(d: dict) -> dict:
+    """The AUCs of the docstring's table, from :func:`load`'s columns."""
     x = known_logit(d)
-    true_logit = np.log(d["p_click"]) - np.log1p(-d["p_click"])
-    residual = true_logit - x                      # user bias + 0.35 * quality
+    truth = true_logit(d)
     world = d["world"]
     quality_term = W.CLICK_QUALITY * world.item_quality[d["item"]]
-    user_bias = residual - quality_term
+    user_bias = truth - x - quality_term
     mean_bias = np.bincount(d["user"], user_bias) / np.bincount(d["user"])
     rebuild_error = float(np.abs(user_bias - mean_bias[d["user"]]).max())
     cfg = d["cfg"]
@@ -229,9 +237,9 @@ def bound(sim_dir: str) -> dict:
     bias, quality, user_prior = map_latents(d, x, rows, labels)
     y = (d["click_ts"][test] >= 0).astype(np.int64)
     u, i, xt = d["user"][test], d["item"][test], x[test]
-    pit_bias = point_in_time_bias(d, x, quality, user_prior, test, np.ones(len(x), bool))
+    pit_bias = point_in_time_bias(d, x, quality, user_prior, test)
     scores = {
-        "oracle (true p_click)": true_logit[test],
+        "oracle (true p_click)": truth[test],
         "true quality, user bias at its tier mean": xt + quality_term[test] + user_prior[u],
         "true user bias, item quality at 0": xt + mean_bias[u],
         "user bias and item quality at their priors": xt + user_prior[u],
@@ -254,13 +262,7 @@ def truth_features(d: dict) -> dict:
     """Per row (``d``'s order): the true logit terms and point-in-time MAP latents."""
     world, cfg = d["world"], d["cfg"]
     x = known_logit(d)
-    true_logit = np.log(d["p_click"]) - np.log1p(-d["p_click"])
     quality = W.CLICK_QUALITY * world.item_quality[d["item"]]
-    cat = world.item_category[d["item"]]
-    tastes = d["tastes"][d["user"]]
-    affinity = ((tastes == cat[:, None]) * W.TASTE_AFFINITY).max(1)
-    related = world.related_matrix[tastes, cat[:, None]].any(1)
-    affinity = np.where(affinity > 0, affinity, related * W.RELATED_TASTE_AFFINITY)
     day = (d["ts"] - cfg.start_ts) // 86400
     map_bias, map_quality = np.zeros(len(x)), np.zeros(len(x))
     for D in range(1, cfg.days):
@@ -272,11 +274,11 @@ def truth_features(d: dict) -> dict:
         map_bias[on_day] = bias[d["user"][on_day]]
         map_quality[on_day] = item_quality[d["item"][on_day]]
     return {
-        "truth_taste": affinity * W.TIER_TASTE_MULT[d["tier"]],
-        "truth_seq_score": np.log1p(d["seq_same"] + W.RELATED_WEIGHT * d["seq_related"]),
+        "truth_taste": taste_affinity(d),
+        "truth_seq_score": sequence_score(d),
         "truth_popularity": world.item_z_pop[d["item"]],
         "map_user_bias": map_bias, "map_item_quality": map_quality,
-        "truth_user_bias": true_logit - x - quality, "truth_item_quality": quality,
+        "truth_user_bias": true_logit(d) - x - quality, "truth_item_quality": quality,
     }
 
 
@@ -305,14 +307,13 @@ def samples_with(samples: str, out: str, ids: np.ndarray, columns: dict) -> None
         json.dump(schema, f, indent=2)
 
 
-def model_ceiling(sim_dir: str, samples: str, config_path: str, seeds: int, work: str) -> dict:
+def model_ceiling(d: dict, samples: str, config_path: str, seeds: int, work: str) -> dict:
     """CTR AUC of the config as is and with truth features added (see the docstring)."""
     import statistics
 
     from ranking.config import NumericFeature, load_experiment
     from ranking.train import train
 
-    d = load(sim_dir)
     columns = truth_features(d)
     augmented = os.path.join(work, "samples_with_truth")
     samples_with(samples, augmented, d["impression_id"], columns)
@@ -358,7 +359,8 @@ def main(argv=None) -> int:
     if args.impressions:
         sim_dir = os.path.join(tempfile.mkdtemp(prefix="achievable_auc-"), "sim")
         S.simulate(S.SimConfig(out=sim_dir, impressions=args.impressions, seed=7))
-    result = bound(sim_dir)
+    columns = load(sim_dir)
+    result = bound(columns)
     if result["max_rebuild_error"] > 1e-3:
         raise SystemExit(f"the rebuilt logit does not match the truth's p_click: user bias "
                          f"varies by {result['max_rebuild_error']:.4g} within a user")
@@ -377,7 +379,7 @@ def main(argv=None) -> int:
     if args.samples:
         work = tempfile.mkdtemp(prefix="achievable_auc-train-")
         print(f"\ntraining {args.config} on {args.samples}, {args.seeds} seed(s), in {work}")
-        result["model"] = model_ceiling(sim_dir, args.samples, args.config, args.seeds, work)
+        result["model"] = model_ceiling(columns, args.samples, args.config, args.seeds, work)
         print(f"{'CTR AUC of the model (median over seeds)':62s} {'AUC':>7s} {'gap':>7s}")
         for name, row in result["model"].items():
             print(f"{name:62s} {row['auc']:7.4f} {row['oracle'] - row['auc']:7.4f}")

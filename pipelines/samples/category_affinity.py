@@ -124,15 +124,19 @@ def exposure_before_each_day(by_day: Mapping[int, Mapping[str, int]], last_day: 
     total = 0
     pending = sorted(by_day)
     i = 0
+    exposure = None  # the last emitted value, reused until the counts change
     for target in range(pending[0] + 1 if pending else last_day + 1, last_day + 1):
         while i < len(pending) and pending[i] < target:
             for category, count in by_day[pending[i]].items():
                 counts[category] = counts.get(category, 0) + count
                 total += count
             i += 1
+            exposure = None
         if total >= min_impressions:
-            categories = tuple(sorted(counts))
-            yield target, (categories, tuple(counts[c] for c in categories))
+            if exposure is None:
+                categories = tuple(sorted(counts))
+                exposure = (categories, tuple(counts[c] for c in categories))
+            yield target, exposure
 
 
 class CoExposure:

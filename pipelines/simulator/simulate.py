@@ -285,13 +285,7 @@ def simulate_chunk(world: W.World, cfg: SimConfig, plan: Plan, chunk: int) -> di
     z_price = (np.log(price) - world.log_price_mean) / world.log_price_sd
     quality = world.item_quality[item]
 
-    user_tastes = tastes[user]                                      # [n, 3]
-    is_taste = user_tastes == cat[:, None]
-    taste_aff = (is_taste * W.TASTE_AFFINITY).max(1)
-    rel_taste = world.related_matrix[user_tastes, cat[:, None]].any(1)
-    taste_aff = np.where(taste_aff > 0, taste_aff, rel_taste * W.RELATED_TASTE_AFFINITY)
-    del user_tastes, is_taste, rel_taste
-    taste_aff = taste_aff * W.TIER_TASTE_MULT[tier[user]]
+    taste_aff = W.taste_affinity(world, tastes[user], cat, tier[user])
 
     c_s = (country, scene)
     T = W.domain_tables(cfg.domain_effect_scale)

@@ -360,6 +360,24 @@ def build_world(seed_sequence: np.random.SeedSequence,
     return world
 
 
+def taste_affinity(world: World, user_tastes: np.ndarray, categories: np.ndarray,
+                   tiers: np.ndarray) -> np.ndarray:
+    """The true model's taste value ``[n]`` of each impression (its ``click_taste`` and
+    ``PAY_TASTE`` multiply it): ``TASTE_AFFINITY`` of the user's taste slot holding the
+    target's category, else ``RELATED_TASTE_AFFINITY`` if the category is related to one of
+    the user's tastes, else 0; times the tier's ``TIER_TASTE_MULT``.
+
+    Args:
+      user_tastes: ``int [n, N_TASTES]``, each impression's user's taste categories.
+      categories: ``int [n]``, the target's category.
+      tiers: ``int [n]``, the user's tier.
+    """
+    affinity = ((user_tastes == categories[:, None]) * TASTE_AFFINITY).max(1)
+    related = world.related_matrix[user_tastes, categories[:, None]].any(1)
+    affinity = np.where(affinity > 0, affinity, related * RELATED_TASTE_AFFINITY)
+    return affinity * TIER_TASTE_MULT[tiers]
+
+
 def scene_share_by_hour(amplitude: float) -> np.ndarray:
     """Scene mix per country and local clock hour, ``[country, hour, scene]`` (rows sum to
     1), for a drift amplitude in ``[0, 1]``; amplitude 0 gives ``SCENE_SHARE`` at every hour."""

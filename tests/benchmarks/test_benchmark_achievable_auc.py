@@ -46,7 +46,7 @@ def test_map_latents_solve_the_joint_problem():
 
 def test_rebuilt_logit_matches_the_truth_file(simulated_samples):
     sim = os.path.join(os.path.dirname(simulated_samples), "sim")
-    result = A.bound(sim)
+    result = A.bound(A.load(sim))
     # The user bias read off as the residual is constant within each user up to the truth
     # file's 6-decimal rounding of p_click.
     assert result["max_rebuild_error"] < 1e-3
