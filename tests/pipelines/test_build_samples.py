@@ -2,6 +2,7 @@
 import csv
 import glob
 import json
+import math
 import random
 
 import pytest
@@ -77,6 +78,13 @@ def run_pipeline(tmp, input_glob, observe_at, extra=()):
     dead = [json.loads(line) for path in glob.glob(str(tmp / "out" / "dead_letter" / "*"))
             for line in open(path)]
     return summary, samples, dead
+
+
+def _nan_as_none(samples):
+    """The samples with NaN floats (missing values) as None, so that equal ones compare
+    equal."""
+    return {iid: {k: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+                  for k, values in s.items()} for iid, s in samples.items()}
 
 
 OBSERVE_AT = T0 + 2 * 86400 + 3 * 3600
@@ -155,6 +163,7 @@ def test_no_feature_or_label_uses_the_future(random_run):
     rows, _, samples, _ = random_run
     by_id = {r["impression_id"]: r for r in rows}
     related_of_day = {}
+    shares_seen = set()
     rows_of_user = {}
     for r in rows:
         rows_of_user.setdefault(r["user_id"], []).append(r)
@@ -190,6 +199,15 @@ def test_no_feature_or_label_uses_the_future(random_run):
                                            for r in rows)]
         assert s["item_click_count"] == [sum(r["item_id"] == item and window(r["click_ts"])
                                              for r in rows)]
+        # Its share of every item's impressions over the same days (NaN: none there).
+        total = sum(window(r["ts"]) for r in rows)
+        if total:
+            assert s["item_imp_per_million"] == pytest.approx(
+                [(s["item_imp_count"][0] + 0.5) * 1e6 / total], rel=1e-6)
+            shares_seen.add("positive")
+        else:
+            assert math.isnan(s["item_imp_per_million"][0])
+            shares_seen.add("missing")
         # Related categories: co-exposure of the days before the impression's day.
         if day not in related_of_day:
             related_of_day[day] = related_by_definition(rows, day)
@@ -205,6 +223,7 @@ def test_no_feature_or_label_uses_the_future(random_run):
         assert s["net_conversion"][0] == int(seen(r["pay_ts"]) and not seen(r["refund_ts"]))
         assert s["category_purchase"] == [
             category_purchase_by_definition(rows_of_user[user], r)], iid
+    assert shares_seen == {"positive", "missing"}  # first-day rows and later ones
 
 
 def test_related_counts_fixture_exercises_every_path(random_run):
@@ -406,7 +425,7 @@ def test_tiny_bundle_bounds_give_the_same_samples(random_run, tmp_path, monkeypa
     write_csv(tmp_path / "logs-1.csv", rows[700:])
     summary, drained, _ = run_pipeline(tmp_path, str(tmp_path / "logs-*.csv"), OBSERVE_AT)
     assert summary["balanced"] and len(drained) == len(samples) > 1000
-    assert drained == samples
+    assert _nan_as_none(drained) == _nan_as_none(samples)
 
 
 def test_samples_are_written_per_utc_day_and_a_rerun_is_refused(tmp_path):

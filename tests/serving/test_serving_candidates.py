@@ -27,6 +27,7 @@ def _fields(example: bytes) -> dict:
             "click_count": f["click_count"].int64_list.value[0],
             "item_imp_count": f["item_imp_count"].int64_list.value[0],
             "item_click_count": f["item_click_count"].int64_list.value[0],
+            "item_imp_per_million": f["item_imp_per_million"].float_list.value[0],
             "related_click_count": f["related_click_count"].int64_list.value[0],
             "related_imp_count": f["related_imp_count"].int64_list.value[0],
             "ts": f["ts"].int64_list.value[0]}
@@ -56,7 +57,7 @@ def test_context_scores_equal_the_pipeline_samples(scorer, trained, simulated_sa
                               x["click_count"])
         [candidate] = with_related_counts(context, [Candidate(
             x["item_id"], x["category_id"], x["price"], x["item_imp_count"],
-            x["item_click_count"])], tables.get(x["ts"] // 86400, {}))
+            x["item_click_count"], x["item_imp_per_million"])], tables.get(x["ts"] // 86400, {}))
         assert (candidate.related_click_count, candidate.related_imp_count) == (
             x["related_click_count"], x["related_imp_count"])
         got = candidate_scorer.score(context, [candidate])

@@ -17,6 +17,7 @@ def _sample():
         "cross_seq_item_x_item": [5, 7, -1], "cross_seq_category_x_category": [1, 2, -1],
         "seq_imp_category_ids": ["c7", "c2"], "cross_imp_category_x_category": [3, 4],
         "imp_count": 9, "click_count": 2, "item_imp_count": 40, "item_click_count": 3,
+        "item_imp_per_million": 250.0,
         "click": 1, "conversion": 0, "refund": 0, "net_conversion": 0,
         "click_ts": 1767225601, "pay_ts": -1, "refund_ts": -1, "observe_at": 1767300000,
     }

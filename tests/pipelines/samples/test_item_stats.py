@@ -1,4 +1,7 @@
-from pipelines.samples.item_stats import ItemDayCounter, day_of, sum_pairs, window_counts
+import math
+
+from pipelines.samples.item_stats import (ItemDayCounter, day_of, impressions_per_million,
+                                          sum_pairs, window_counts)
 
 D = 86400
 
@@ -35,3 +38,9 @@ def test_counter_counts_per_item_day():
     assert dict(counter.drain()) == {("a", 5): (2, 0), ("a", 6): (0, 1), ("b", 5): (1, 0)}
     assert len(counter) == 0 and day_of(6 * D - 1) == 5
     assert sum_pairs([(1, 2), (3, 4)]) == (4, 6)
+
+
+def test_impressions_per_million_golden():
+    assert impressions_per_million(3, 14) == 250_000.0  # (3 + 0.5) * 1e6 / 14
+    assert impressions_per_million(0, 4) == 125_000.0   # unseen item: half an impression
+    assert math.isnan(impressions_per_million(0, 0))    # nothing before: missing

@@ -55,6 +55,7 @@ def make_sample(i: int, ts: int) -> dict:
         "seq_imp_category_ids": [f"c{j}" for j in range(K)],
         "cross_imp_category_x_category": list(range(K)),
         "imp_count": i, "click_count": i // 2, "item_imp_count": 3 * i, "item_click_count": i,
+        "item_imp_per_million": (3 * i + 0.5) * 1000.0,
         "click": i % 2, "conversion": int(i % 4 == 1), "refund": 0,
         "net_conversion": int(i % 4 == 1), "click_ts": ts + 5 if i % 2 else -1, "pay_ts": -1,
         "refund_ts": -1, "observe_at": OBSERVE_AT,

@@ -1,4 +1,5 @@
 """FeatureEmbedding: hashing, masked pooling with shared tables, crosses, numerics, domains."""
+import dataclasses
 import json
 import math
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ranking.config import DomainConfig, FeaturesConfig
+from ranking.config import ConfigError, DomainConfig, FeaturesConfig, NumericFeature
 from ranking.data.schema import FeatureSpec, Schema, SchemaError
 from ranking.features.embedding import FeatureEmbedding
 from ranking.utils.typed_config import from_mapping
@@ -142,6 +143,20 @@ def test_numerics_nan_fill_and_log1p():
     np.testing.assert_allclose(num[:, 1], [0.5, 0.25, 0.0, 2.0])
     np.testing.assert_allclose(num[:, 2], np.log1p([2, 0, 3, 1]), rtol=1e-6)
     assert not np.isnan(out["dense"].numpy()).any()
+
+
+def test_numerics_log_takes_nan_and_non_positive_as_missing():
+    features = dataclasses.replace(FEATURES, numerics=[
+        NumericFeature("discount", transform="log", fill=0.125)])
+    num = _layer(features)(INPUTS)["numerics"].numpy()
+    # discount [0.5, NaN, 0.0, 2.0]: NaN and 0 take the fill before the log
+    np.testing.assert_allclose(num[:, 0], np.log([0.5, 0.125, 0.125, 2.0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fill", [0.0, -1.0])
+def test_numerics_log_needs_a_positive_fill(fill):
+    with pytest.raises(ConfigError, match=rf"numerics\['discount'\]\.fill must be > 0 .*{fill}"):
+        NumericFeature("discount", transform="log", fill=fill)
 
 
 def test_domain_index_unknown_is_zero():
