@@ -466,7 +466,7 @@ class BuildSampleSet(beam.PTransform):
             # Through the day after the last sample day: that table is the serving one.
             tables = read[USER_EXPOSURE] | "RelatedCategories" >> RelatedCategories(
                 day_of(self._observe_at - 1) + 1, affinity.top_n,
-                affinity.min_user_impressions)
+                affinity.min_user_impressions, affinity.own_top)
         parts = [read.events, self._carry_ins(read[HISTORIES], read[PAYS])]
         if self._truth_paths:
             parts.append(paths.pipeline | "TruthFiles" >> beam.Create(self._truth_paths)

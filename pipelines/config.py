@@ -95,18 +95,23 @@ class CategoryAffinityConfig:
         ``sequence.length``).
       min_user_impressions: users with fewer impressions before a day are left out of that
         day's table (their category shares are too noisy).
+      own_top: a user's this many most shown categories (their own interests) count on the
+        "shown with" side of no lift; 0 keeps them.
     """
 
     enabled: bool = False
     top_n: int = 3
     recent_clicks: int = 5
     min_user_impressions: int = 5
+    own_top: int = 3
 
     def __post_init__(self):
         for name in ("top_n", "recent_clicks", "min_user_impressions"):
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"category_affinity.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.own_top < 0:
+            raise ConfigError(f"category_affinity.own_top must be >= 0, got {self.own_top!r}")
 
 
 @dataclasses.dataclass(frozen=True)

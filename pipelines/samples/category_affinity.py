@@ -12,13 +12,18 @@ similarity of item-to-item recommenders, at the category level and directed.
 The table of day ``D`` uses the impressions of the days before ``D`` only, what a daily batch
 job knows at the start of the day, so nothing of the sample's own day or later leaks in:
 
-* ``f_u[c]``: user ``u``'s share of impressions in category ``c``, over users with at least
-  ``min_user_impressions`` impressions before ``D``;
-* ``lift[k, c] = sum_u f_u[k]^2 f_u[c] / (sum_u f_u[k]^2 * mean_u f_u[c])``: how much more
-  of ``c`` the users dominated by ``k`` are shown than the average user. Squaring
-  ``f_u[k]`` weights each user by how much ``k`` dominates their exposure, which makes the
-  lift directed: the users of a phone are shown cases, the users of cases are not
-  necessarily shown phones;
+* ``n_u[c]``: user ``u``'s impressions in category ``c`` (``n_u`` in all), ``f_u[c] =
+  n_u[c] / n_u``, over users with at least ``min_user_impressions`` impressions before ``D``;
+* ``s_u[k] = n_u f_u[k]^2``: how much user ``u`` speaks for ``k``. Squaring ``f_u[k]``
+  weights a user by how much ``k`` dominates their exposure, which makes the lift directed
+  (the users of a phone are shown cases, the users of cases are not necessarily shown
+  phones); the factor ``n_u`` trusts a share over 100 impressions more than one over 5;
+* ``t_u[c] = f_u[c]``, but 0 for the user's own ``own_top`` most shown categories (ties to
+  the smaller category id): those are the user's own interests, and two interests of one
+  user (phones and shoes) are not what goes with either. Without this the lift mostly
+  finds categories that are popular interests;
+* ``lift[k, c] = sum_u s_u[k] t_u[c] / (sum_u s_u[k] * mean_u t_u[c])``: how much more of
+  ``c`` the users of ``k`` are shown than the average user;
 * ``related(k)``: the ``top_n`` categories ``c != k`` of highest lift, lift above 1 (lifts
   rounded to 9 decimals; ties broken by category id).
 
@@ -140,13 +145,19 @@ def exposure_before_each_day(by_day: Mapping[int, Mapping[str, int]], last_day: 
 
 
 class CoExposure:
-    """The sums behind ``lift`` (see the module docstring) over the users added so far."""
+    """The sums behind ``lift`` (see the module docstring) over the users added so far.
 
-    def __init__(self, capacity: int = 64):
+    Args:
+      capacity: initial number of category rows (grows as categories come).
+      own_top: how many of a user's most shown categories ``t_u`` leaves out.
+    """
+
+    def __init__(self, capacity: int = 64, own_top: int = 0):
+        self.own_top = own_top
         self.index: dict[str, int] = {}
-        self.pairs = np.zeros((capacity, capacity))  # [k, c]: sum_u f_u[k]^2 f_u[c]
-        self.squares = np.zeros(capacity)             # [k]: sum_u f_u[k]^2
-        self.shares = np.zeros(capacity)              # [c]: sum_u f_u[c]
+        self.pairs = np.zeros((capacity, capacity))  # [k, c]: sum_u s_u[k] t_u[c]
+        self.squares = np.zeros(capacity)             # [k]: sum_u s_u[k]
+        self.shares = np.zeros(capacity)              # [c]: sum_u t_u[c]
         self.users = 0
 
     def _rows(self, categories: Sequence[str]) -> np.ndarray:
@@ -165,12 +176,17 @@ class CoExposure:
         return np.array([self.index[c] for c in categories], dtype=np.int64)
 
     def add_user(self, categories: Sequence[str], counts: Sequence[int]) -> None:
+        """One user's impressions ``counts`` per category, ``categories`` sorted by id."""
         rows = self._rows(categories)
-        share = np.asarray(counts, dtype=np.float64)
-        share /= share.sum()
-        self.pairs[np.ix_(rows, rows)] += np.outer(share ** 2, share)
-        self.squares[rows] += share ** 2
-        self.shares[rows] += share
+        counts = np.asarray(counts, dtype=np.float64)
+        share = counts / counts.sum()
+        source = counts * share          # n_u f_u^2
+        target = share.copy()
+        # A stable sort of -counts over ids in order: ties go to the smaller id.
+        target[np.argsort(-counts, kind="stable")[:self.own_top]] = 0.0
+        self.pairs[np.ix_(rows, rows)] += np.outer(source, target)
+        self.squares[rows] += source
+        self.shares[rows] += target
         self.users += 1
 
     def merge(self, other: "CoExposure") -> None:
@@ -205,11 +221,12 @@ class CoExposure:
 class CoExposureFn(beam.CombineFn):
     """``(categories, counts)`` of users -> ``{category: frozenset(related categories)}``."""
 
-    def __init__(self, top_n: int):
+    def __init__(self, top_n: int, own_top: int = 0):
         self._top_n = top_n
+        self._own_top = own_top
 
     def create_accumulator(self) -> CoExposure:
-        return CoExposure()
+        return CoExposure(own_top=self._own_top)
 
     def add_input(self, accumulator: CoExposure, user) -> CoExposure:
         accumulator.add_user(*user)
@@ -231,18 +248,19 @@ class RelatedCategories(beam.PTransform):
     ``(day, {category: frozenset(related)})`` for every day up to ``last_day`` with enough
     exposure before it (a side input ``AsDict`` for the sample builder)."""
 
-    def __init__(self, last_day: int, top_n: int, min_user_impressions: int):
+    def __init__(self, last_day: int, top_n: int, min_user_impressions: int, own_top: int = 0):
         super().__init__()
         self._last_day = last_day
         self._top_n = top_n
         self._min = min_user_impressions
+        self._own_top = own_top
 
     def expand(self, partial_counts):
         return (partial_counts
                 | "MergeUserExposure" >> beam.CombinePerKey(MergeExposureFn())
                 | "ExposureBeforeDay" >> beam.FlatMap(_exposure_of_user, self._last_day,
                                                       self._min)
-                | "CoExposure" >> beam.CombinePerKey(CoExposureFn(self._top_n)))
+                | "CoExposure" >> beam.CombinePerKey(CoExposureFn(self._top_n, self._own_top)))
 
 
 def _exposure_of_user(kv, last_day: int, min_impressions: int):

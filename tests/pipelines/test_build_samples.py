@@ -21,7 +21,8 @@ CONFIG = """
 sequence: {length: 5, impression_length: 4, bucket_seconds: 3600}
 crosses: {item_buckets: 1000, category_buckets: 50}
 category_purchase: {enabled: true, window_days: 1}
-category_affinity: {enabled: true, top_n: 2, recent_clicks: 3, min_user_impressions: 3}
+category_affinity: {enabled: true, top_n: 2, recent_clicks: 3, min_user_impressions: 3,
+                    own_top: 1}
 extra_columns:
   - {name: device, kind: categorical}
   - {name: price, kind: numeric}
@@ -101,24 +102,30 @@ def category_purchase_by_definition(rows, impression, observe_at=OBSERVE_AT):
                    and (observe_at is None or r["pay_ts"] < observe_at) for r in rows))
 
 
-def related_by_definition(rows, day, top_n=2, min_impressions=3):
-    """Brute force of category_affinity's related sets for ``day``: users' category shares
-    over the impressions of earlier days (observable ones), lift, top_n above 1."""
+def related_by_definition(rows, day, top_n=2, min_impressions=3, own_top=1):
+    """Brute force of category_affinity's related sets for ``day``, over the impressions of
+    earlier days (observable ones): per user s[k] = n_k^2 / n, t[c] = n_c / n but 0 for the
+    user's own_top most shown categories (ties to the smaller id); lift, top_n above 1."""
     counts = {}
     for r in rows:
         if r["ts"] < OBSERVE_AT and r["ts"] // 86400 < day:
             user = counts.setdefault(r["user_id"], {})
             user[r["category_id"]] = user.get(r["category_id"], 0) + 1
-    shares = [{c: n / sum(user.values()) for c, n in user.items()}
-              for user in counts.values() if sum(user.values()) >= min_impressions]
-    categories = sorted({c for f in shares for c in f})
+    users = [user for user in counts.values() if sum(user.values()) >= min_impressions]
+    sources, targets = [], []
+    for user in users:
+        n = sum(user.values())
+        own = sorted(user, key=lambda c: (-user[c], c))[:own_top]
+        sources.append({c: m * m / n for c, m in user.items()})
+        targets.append({c: m / n for c, m in user.items() if c not in own})
+    categories = sorted({c for user in users for c in user})
     related = {}
     for k in categories:
-        squares = sum(f.get(k, 0) ** 2 for f in shares)
+        squares = sum(s.get(k, 0) for s in sources)
         ranked = []
         for c in categories:
-            expected = squares * sum(f.get(c, 0) for f in shares) / len(shares)
-            pairs = sum(f.get(k, 0) ** 2 * f.get(c, 0) for f in shares)
+            expected = squares * sum(t.get(c, 0) for t in targets) / len(users)
+            pairs = sum(s.get(k, 0) * t.get(c, 0) for s, t in zip(sources, targets))
             if c != k:
                 ranked.append((-round(pairs / expected if expected else 0.0, 9), c))
         related[k] = {c for minus_lift, c in sorted(ranked)[:top_n] if -minus_lift > 1}

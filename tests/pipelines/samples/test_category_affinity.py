@@ -44,22 +44,51 @@ def test_user_exposure_counts_merge_across_bundles():
 
 
 def test_lift_golden():
-    """Shares f: u1 a .75 b .25; u2 b .5 c .5; u3 a .5 c .5 (3 users).
-    sum f^2: a .8125, b .3125, c .5; mean f: a 5/12, b 1/4, c 1/3.
-    lift[k, c] = sum_u f_k^2 f_c / (sum_u f_k^2 * mean f_c):
-      a->b .5625*.25/(.8125*.25) = .692   a->c .25*.5/(.8125/3) = .462
-      b->a .0625*.75/(.3125*5/12) = .36   b->c .25*.5/(.3125/3) = 1.2
-      c->a .25*.5/(.5*5/12) = .6          c->b .25*.5/(.5*.25) = 1.0 (not above 1)."""
-    acc = CoExposure()
+    """Counts n (shares f): u1 a 3 b 1 (.75 .25); u2 b 1 c 1 (.5 .5); u3 a 1 c 1 (.5 .5).
+    s = n f^2: u1 a 2.25 b .25; u2 b .5 c .5; u3 a .5 c .5 -> sum s: a 2.75, b .75, c 1.
+    own_top 0, t = f: sum t a 1.25, b .75, c 1 (mean over 3 users: 5/12, 1/4, 1/3).
+      a->b 2.25*.25 / (2.75/4) = .818; a->c .5*.5 / (2.75/3) = .273; b->a .25*.75 /
+      (.75*5/12) = .6; b->c .5*.5 / (.75/3) = 1.0 and c->b .5*.5 / (1/4) = 1.0 (not above
+      1); c->a .25 / (5/12) = .6: no related category.
+    own_top 1 zeroes each user's most shown category in t (ties to the smaller id): u1 a,
+    u2 b, u3 a. t: u1 b .25; u2 c .5; u3 c .5 -> sum t a 0, b .25, c 1.
+      a->b 2.25*.25 / (2.75*.25/3) = 2.45; a->c .25 / (2.75/3) = .273; b->c .25 / (.75/3) =
+      1.0; nothing else above 0: a -> {b}."""
+    plain, own = CoExposure(), CoExposure(own_top=1)
     for user in USERS:
-        acc.add_user(*user)
-    assert acc.users == 3
-    rows = [acc.index[c] for c in "abc"]
-    assert acc.squares[rows] == pytest.approx([0.8125, 0.3125, 0.5])
-    assert acc.shares[rows] == pytest.approx([1.25, 0.75, 1.0])
-    assert acc.pairs[acc.index["b"], acc.index["c"]] == pytest.approx(0.125)
-    assert acc.related(top_n=2) == {"a": frozenset(), "b": frozenset({"c"}),
-                                    "c": frozenset()}
+        plain.add_user(*user)
+        own.add_user(*user)
+    assert plain.users == own.users == 3
+    rows = [plain.index[c] for c in "abc"]
+    assert plain.squares[rows] == pytest.approx([2.75, 0.75, 1.0])
+    assert own.squares[rows] == pytest.approx([2.75, 0.75, 1.0])
+    assert plain.shares[rows] == pytest.approx([1.25, 0.75, 1.0])
+    assert own.shares[rows] == pytest.approx([0.0, 0.25, 1.0])
+    assert plain.pairs[plain.index["a"], plain.index["b"]] == pytest.approx(0.5625)
+    assert own.pairs[own.index["b"], own.index["a"]] == 0.0
+    assert plain.related(top_n=2) == {"a": frozenset(), "b": frozenset(), "c": frozenset()}
+    assert own.related(top_n=2) == {"a": frozenset({"b"}), "b": frozenset(), "c": frozenset()}
+
+
+def test_own_top_leaves_out_a_second_interest():
+    """10 users of 'phone' (10 of 20 impressions) are shown 'case' (2); half of them have a
+    second interest 'shoe' (8), half 'y'. 10 other users: own category 10, 'x' 2, 'case' 1.
+    s_phone = 20 * .5^2 = 5 per phone user, sum 50.
+    own_top 0: mean t_shoe = 5 * .4 / 20 = .1 -> phone->shoe 5*5*.4 / (50 * .1) = 2.0;
+      mean t_case = (10 * .1 + 10 / 13) / 20 = .0885 -> phone->case 10*5*.1 / (50 * .0885)
+      = 1.13: 'shoe' wins.
+    own_top 2: phone and shoe/y (and own, x) are no one's t: t_shoe = 0; t_case unchanged:
+      'case' wins."""
+    def users(acc):
+        for second in ("shoe", "y"):
+            for _ in range(5):
+                acc.add_user(("case", "phone", second), (2, 10, 8))
+        for i in range(10):
+            acc.add_user(("case", f"own{i}", "x"), (1, 10, 2))
+        return acc
+
+    assert users(CoExposure()).related(top_n=1)["phone"] == {"shoe"}
+    assert users(CoExposure(own_top=2)).related(top_n=1)["phone"] == {"case"}
 
 
 def test_lift_is_directed_and_keeps_the_top_n():
@@ -67,8 +96,9 @@ def test_lift_is_directed_and_keeps_the_top_n():
     are not shown phones; everyone sees some of 'x'. Shares of the 28 users (f):
       4 phone users: phone .5, case .25, charger .125, x .125
       4 case users: case .8, x .2;  20 others: x .2 and a category of their own .8
+    s = n f^2 (n: 16, 10, 10): phone users case 1, phone 4; case users case 6.4.
     phone -> charger: .125 / (.5 / 28) = 7; phone -> case: .25 / (4.2 / 28) = 1.67;
-    phone -> x: .125 / (5.3 / 28) = .66; case -> phone: .0625*4*.5 / (2.81 * 2 / 28) = .62."""
+    phone -> x: .125 / (5.3 / 28) = .66; case -> phone: 4*1*.5 / (29.6 * 2 / 28) = .95."""
     acc = CoExposure()
     for _ in range(4):
         acc.add_user(("case", "charger", "phone", "x"), (4, 2, 8, 2))
@@ -111,6 +141,8 @@ def test_related_count():
 def test_config_errors_name_the_field_and_value():
     with pytest.raises(ConfigError, match=r"category_affinity.top_n must be >= 1, got 0"):
         CategoryAffinityConfig(top_n=0)
+    with pytest.raises(ConfigError, match=r"category_affinity.own_top must be >= 0, got -1"):
+        CategoryAffinityConfig(own_top=-1)
     with pytest.raises(ConfigError, match=r"recent_clicks \(6\) must be <= sequence.length"):
         SampleConfig(sequence=SequenceConfig(length=5),
                      category_affinity=CategoryAffinityConfig(enabled=True, recent_clicks=6))
