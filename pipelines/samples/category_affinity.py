@@ -32,7 +32,8 @@ Cost: the per-day sums are dense ``C x C`` float64 matrices over the ``C`` categ
 ``m^2`` terms per day for ``m`` categories seen. Fine at category level; an item-level table
 would need sparse sums. Sample builder on 1M simulated impressions (2-core Xeon host,
 ``benchmarks/pipeline_throughput.py --no-truth``): 71.5 s with the features vs 67.6 s
-without, 2.67x vs 2.40x the plain read -> TFRecord copy (the baseline's time varies by run).
+without, 2.67x vs 2.40x the plain read -> TFRecord copy (the baseline's time varies by run);
+76.9 s, 2.76x, once ``own_top`` and ``item_imp_per_million`` came.
 
 Sample features (``configs/pipeline.yaml``: ``category_affinity``):
 
@@ -44,9 +45,10 @@ Sample features (``configs/pipeline.yaml``: ``category_affinity``):
 Measured on the simulator (200k demo logs, whose click model adds a bonus for clicks on
 categories related to the target and whose impressions come partly from categories related
 to the user's tastes): built from the days before the last day, the top-3 related sets hold
-42.7% true related pairs (chance: 3 of 199, 1.5%; ``benchmarks/achievable_auc.py``), and the
-two counts raise the demo PLE model's test CTR AUC by 0.0026 and its CTCVR AUC by 0.0068
-(medians of 4 seeds, ``benchmarks/quality_vs_oracle.py``).
+75.2% true related pairs (chance: 3 of 199, 1.5%; ``benchmarks/achievable_auc.py``); 42.7%
+with ``f_u[k]^2`` as the user weight and no ``own_top``. The two counts raise the demo PLE
+model's test CTR AUC by 0.0036 and its CTCVR AUC by 0.0059 (medians of 4 seeds,
+``benchmarks/quality_vs_oracle.py``; 0.0026 and 0.0068 with the 42.7% sets).
 """
 from __future__ import annotations
 

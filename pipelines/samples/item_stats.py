@@ -16,7 +16,9 @@ window, per million (:func:`impressions_per_million`). The raw count grows with 
 days the window has seen (on the demo's 7-day logs the first sample day's window holds one
 day, the test day's six), so a model trained on earlier days reads the test day's counts as
 more popular items than they are; the share means the same on every day. On the 200k demo
-its log correlates 0.98 with the simulator's true item popularity on the test day. Per
+its log correlates 0.98 with the simulator's true item popularity on the test day, and it
+raises the demo PLE model's test CTR AUC by 0.0015 (median of 4 seeds,
+``benchmarks/quality_vs_oracle.py``). Per
 million keeps its log in the range of the other log counts (on the demo: about 1 for an
 unseen item to 9).
 """
