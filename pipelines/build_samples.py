@@ -276,8 +276,8 @@ class BuildSamples(beam.DoFn):
                    "imp_count": imp_counts[i], "click_count": click_counts[i]}
             day = day_of(ts)
             row["item_imp_count"], row["item_click_count"] = item_stats.get((item_id, day), (0, 0))
-            row["item_imp_per_million"] = impressions_per_million(row["item_imp_count"],
-                                                     window_totals.get(day, 0))
+            row["item_imp_per_million"] = impressions_per_million(
+                row["item_imp_count"], window_totals.get(day, 0))
             if related_categories is not None:
                 self._add_related_counts(row, sequence, exposures[i],
                                          related_categories.get(day, {}))

@@ -3,10 +3,10 @@
 The request goes to the exported ``raw_features`` signature: the caller sends what a serving
 system knows at request time (the user's recent clicks and impressed categories, most recent
 first, impression and click counts, country, scene, device, and each candidate's id,
-category, price, recent impression and click counts, impressions per million and related-category
-counts) and the model computes every derived feature, the sequence x target hashed crosses
-included, in its own graph. So no caller ever re-implements the hashing, and scores equal
-those of the pipeline's samples (parity test).
+category, price, recent impression and click counts, impressions per million and
+related-category counts) and the model computes every derived feature, the sequence x target
+hashed crosses included, in its own graph. So no caller ever re-implements the hashing, and
+scores equal those of the pipeline's samples (parity test).
 
     with PredictClient("localhost:8500", "ple_esmm", signature="raw_features") as client:
         scorer = CandidateScorer(client)

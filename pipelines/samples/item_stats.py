@@ -18,15 +18,13 @@ day, the test day's six), so a model trained on earlier days reads the test day'
 more popular items than they are; the share means the same on every day. On the 200k demo
 its log correlates 0.98 with the simulator's true item popularity on the test day, and it
 raises the demo PLE model's test CTR AUC by 0.0015 (median of 4 seeds,
-``benchmarks/quality_vs_oracle.py``). Per
-million keeps its log in the range of the other log counts (on the demo: about 1 for an
-unseen item to 9).
+``benchmarks/quality_vs_oracle.py``). Per million keeps its log in the range of the other log
+counts (on the demo: about 1 for an unseen item to 9).
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import math
+from typing import Iterable
 
 import apache_beam as beam
 
