@@ -1,7 +1,7 @@
 import math
 
-from pipelines.samples.item_stats import (ItemDayCounter, day_of, impressions_per_million,
-                                          sum_pairs, window_counts)
+from pipelines.samples.item_stats import (ItemDayCounter, _day_windows, day_of,
+                                          impressions_per_million, sum_pairs, window_counts)
 
 D = 86400
 
@@ -44,3 +44,10 @@ def test_impressions_per_million_golden():
     assert impressions_per_million(3, 14) == 250_000.0  # (3 + 0.5) * 1e6 / 14
     assert impressions_per_million(0, 4) == 125_000.0   # unseen item: half an impression
     assert math.isnan(impressions_per_million(0, 0))    # nothing before: missing
+
+
+def test_window_totals_per_day():
+    """All items' impressions per day -> the sums over the window_days days before each
+    day: day 10 has none before it, day 11 day 10's 5, day 13 (window 11-12) day 11's 3."""
+    days = [(13, 2), (10, 5), (11, 3)]
+    assert sorted(_day_windows(days, window_days=2)) == [(10, 0), (11, 5), (13, 3)]
