@@ -250,7 +250,7 @@ class RelatedCategories(beam.PTransform):
     ``(day, {category: frozenset(related)})`` for every day up to ``last_day`` with enough
     exposure before it (a side input ``AsDict`` for the sample builder)."""
 
-    def __init__(self, last_day: int, top_n: int, min_user_impressions: int, own_top: int = 0):
+    def __init__(self, last_day: int, top_n: int, min_user_impressions: int, own_top: int):
         super().__init__()
         self._last_day = last_day
         self._top_n = top_n
