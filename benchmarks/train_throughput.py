@@ -154,6 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="override training.batch_size")
     p.add_argument("--steps-per-execution", type=int,
                    help="override training.steps_per_execution")
+    p.add_argument("--order", choices=["shuffled", "time"],
+                   help="override training.order (the config's shuffles or reads in time "
+                        "order; shuffled is the input's costlier path)")
     args = p.parse_args(argv)
 
     config = load_experiment(args.config)
@@ -162,6 +165,8 @@ def main(argv=None) -> int:
         training = dataclasses.replace(training, batch_size=args.batch_size)
     if args.steps_per_execution:
         training = dataclasses.replace(training, steps_per_execution=args.steps_per_execution)
+    if args.order:
+        training = dataclasses.replace(training, order=args.order)
     config = dataclasses.replace(config, training=training)
     t = config.training
     if args.steps is None:
@@ -177,7 +182,8 @@ def main(argv=None) -> int:
     train_rows = count_rows(files, splits.train)
 
     model = build_model(config, schema)
-    # As ranking-train feeds it: shuffled files and records, the train split's time filter.
+    # As ranking-train feeds it: the train split in training.order (shuffled files and
+    # records, or the split's records in time order), parsed and batched.
     input_ds = make_dataset(files, schema, config, training=True,
                             time_range=splits.train, repeat=True)
     compute_ds = input_ds.take(1).cache().repeat()
@@ -188,7 +194,8 @@ def main(argv=None) -> int:
 
     print(f"TensorFlow {tf.__version__}; {os.cpu_count()} cpus; config {config.name} "
           f"(policy {tf.keras.mixed_precision.global_policy().name}, batch {t.batch_size}, "
-          f"steps_per_execution {t.steps_per_execution}, shuffle_buffer {t.shuffle_buffer}); "
+          f"steps_per_execution {t.steps_per_execution}, order {t.order}"
+          f"{f', shuffle_buffer {t.shuffle_buffer}' if t.order == 'shuffled' else ''}); "
           f"data {data}: {len(files)} file(s), {train_rows:,} train rows "
           f"({train_rows / t.batch_size:.0f} steps/epoch); timing {args.rounds} rounds x "
           f"{args.windows} windows x {args.steps} steps per mode", flush=True)
