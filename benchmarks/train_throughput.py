@@ -4,9 +4,11 @@ Both runs train the same model (``configs/ple_esmm.yaml``, ``build_model`` as ``
 builds it) with Keras ``fit`` and ``steps_per_epoch``, in one process:
 
 * ``input``: fed by the full tf.data input, ``make_dataset(files, training=True,
-  time_range=<train split>, repeat=True)`` -- TFRecord reads, record shuffle
+  time_range=<train split>, repeat=True)``, exactly as ``ranking-train``: in the config's
+  ``training.order``. ``shuffled`` (``--order shuffled``): TFRecord reads, record shuffle
   (``training.shuffle_buffer``, :func:`ranking.data.input.shuffle_records`), the time filter
-  and the parse, exactly as ``ranking-train``;
+  and the parse; ``time`` (the shipped ``ple_esmm.yaml``): the split's records read once in
+  ``ts`` order, then batched and parsed;
 * ``compute``: the same model fed one cached batch over and over
   (``dataset.take(1).cache().repeat()``), the compute-only limit.
 
