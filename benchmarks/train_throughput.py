@@ -157,8 +157,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps-per-execution", type=int,
                    help="override training.steps_per_execution")
     p.add_argument("--order", choices=["shuffled", "time"],
-                   help="override training.order (the config's shuffles or reads in time "
-                        "order; shuffled is the input's costlier path)")
+                   help="override training.order (the shipped ple_esmm.yaml reads in time "
+                        "order; shuffled is the costlier input)")
     args = p.parse_args(argv)
 
     config = load_experiment(args.config)
