@@ -209,8 +209,9 @@ def related_precision(d: dict, before_ts: int, top_n: int = W.RELATED_PER_CATEGO
     users, categories = d["user"][rows], world.item_category[d["item"][rows]]
     counts = np.zeros((len(d["tastes"]), world.n_categories), dtype=np.int64)
     np.add.at(counts, (users, categories), 1)
-    co_exposure = CoExposure(own_top=CategoryAffinityConfig().own_top)
-    for row in counts[counts.sum(1) >= CategoryAffinityConfig().min_user_impressions]:
+    affinity = CategoryAffinityConfig()
+    co_exposure = CoExposure(own_top=affinity.own_top)
+    for row in counts[counts.sum(1) >= affinity.min_user_impressions]:
         seen = np.flatnonzero(row)
         co_exposure.add_user([world.category_ids[c] for c in seen], row[seen])
     index = {c: i for i, c in enumerate(world.category_ids)}

@@ -223,7 +223,7 @@ class CoExposure:
 class CoExposureFn(beam.CombineFn):
     """``(categories, counts)`` of users -> ``{category: frozenset(related categories)}``."""
 
-    def __init__(self, top_n: int, own_top: int = 0):
+    def __init__(self, top_n: int, own_top: int):
         self._top_n = top_n
         self._own_top = own_top
 

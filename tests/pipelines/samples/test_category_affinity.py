@@ -119,7 +119,7 @@ def test_merge_equals_one_accumulator_and_survives_pickling():
     left.add_user(*USERS[0])
     right.add_user(*USERS[2])
     right.add_user(*USERS[1])
-    fn = CoExposureFn(top_n=2)
+    fn = CoExposureFn(top_n=2, own_top=0)
     merged = fn.merge_accumulators([pickle.loads(pickle.dumps(left)), right])
     assert merged.users == 3
     assert fn.extract_output(merged) == whole.related(top_n=2)
