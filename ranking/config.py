@@ -33,7 +33,7 @@ from typing import Optional
 from ranking.utils.typed_config import ConfigError, from_mapping, load_yaml
 
 __all__ = [
-    "ConfigError", "IdFeature", "SequenceFeature", "CrossFeature", "NumericFeature",
+    "ConfigError", "IdFeature", "BiasFeature", "SequenceFeature", "CrossFeature", "NumericFeature",
     "FeaturesConfig", "DomainConfig", "DWGConfig", "StarConfig", "ModelConfig",
     "FocalLossConfig", "PairwiseAUCLossConfig", "TaskConfig", "TrainingConfig",
     "ExportConfig", "ExperimentConfig", "load_experiment", "experiment_from_mapping",
@@ -109,6 +109,22 @@ class IdFeature:
         _nonempty_name("features.ids[]", self.name)
         _positive(f"features.ids[{self.name!r}].buckets", self.buckets)
         _positive(f"features.ids[{self.name!r}].dim", self.dim)
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasFeature:
+    """A string id whose rows hold one learned scalar per tower, added to that tower's logit
+    (:class:`ranking.features.id_bias.IdBias`): the first-order id term of a logistic
+    regression, e.g. a user's or an item's own click propensity. ``buckets`` and
+    ``encoding`` as for :class:`IdFeature`; the same id may also be an ``ids`` entry."""
+
+    name: str
+    buckets: int
+    encoding: typing.Literal["hash", "integer"] = "hash"
+
+    def __post_init__(self):
+        _nonempty_name("features.biases[]", self.name)
+        _positive(f"features.biases[{self.name!r}].buckets", self.buckets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +211,9 @@ class FeaturesConfig:
     (e.g. 1e-4, DeepCTR's default: near-zero rows for ids seen rarely).
     ``embedding_l2``: L2 penalty ``l2 * sum(w^2)`` on every embedding table, added to the
     loss (DeepCTR's ``l2_reg_embedding``; 0 = none). It touches every row every step.
+    ``biases``: ids with a learned logit offset per row and tower (:class:`BiasFeature`),
+    trained by plain SGD at ``training.bias_learning_rate``; not a group of the embedding
+    vector, so a name may be both an ``ids`` and a ``biases`` entry.
     """
 
     ids: list[IdFeature] = dataclasses.field(default_factory=list)
@@ -205,9 +224,11 @@ class FeaturesConfig:
     embedding_init: typing.Literal["uniform", "normal"] = "uniform"
     embedding_init_scale: float = 0.05
     embedding_l2: float = 0.0
+    biases: list[BiasFeature] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         _finite_at_least("features.embedding_l2", self.embedding_l2, 0.0)
+        _unique("features.biases", [f.name for f in self.biases])
         _finite_at_least("features.embedding_init_scale", self.embedding_init_scale, 0.0,
                          strict=True)
         _unique("features", [f.name for g in FEATURE_GROUPS for f in getattr(self, g)])
@@ -223,12 +244,12 @@ class FeaturesConfig:
 
     @property
     def input_names(self) -> list[str]:
-        """Names of the sample features the layer reads, in group order (a match's sequence
-        and target last, unless already read)."""
+        """Names of the sample features the model reads, in group order (a match's sequence
+        and target, then the biases' ids, unless already read)."""
         names = [f.name for g in _SAMPLE_FEATURE_GROUPS for f in getattr(self, g)]
         for m in self.matches:
             names += [n for n in (m.sequence, m.target) if n not in names]
-        return names
+        return names + [f.name for f in self.biases if f.name not in names]
 
     def id_feature(self, name: str) -> IdFeature:
         for f in self.ids:
@@ -237,11 +258,12 @@ class FeaturesConfig:
         raise KeyError(name)
 
     def without(self, *groups: str) -> "FeaturesConfig":
-        """A copy with the named groups emptied (ablations, e.g. ``without("crosses")``)."""
-        unknown = sorted(set(groups) - set(FEATURE_GROUPS))
+        """A copy with the named groups emptied (ablations, e.g. ``without("crosses")``);
+        ``biases`` is a group here too."""
+        known = FEATURE_GROUPS + ("biases",)
+        unknown = sorted(set(groups) - set(known))
         if unknown:
-            raise ConfigError(f"features: unknown group(s) {unknown}; groups are "
-                              f"{list(FEATURE_GROUPS)}")
+            raise ConfigError(f"features: unknown group(s) {unknown}; groups are {list(known)}")
         changes = {g: [] for g in groups}
         if "ids" in groups:
             changes["sequences"] = []  # a sequence cannot outlive the table it shares
@@ -598,6 +620,10 @@ class TrainingConfig:
         inside it: seed 000's fix for STAR's unstable training when each domain's share of
         traffic moves with the hour). See :func:`ranking.data.input.make_dataset`.
       window_size: rows in the sliding window (``order: sliding_window`` only).
+      bias_learning_rate: the step ``eta`` of the ``features.biases`` rows, plain SGD per
+        example: each row moves by ``-eta * dL_i/db`` summed over the batch's examples ``i``
+        that look it up (``-eta * (p_i - y_i)`` for one BCE task), whatever the batch size
+        (:meth:`ranking.models.multitask.MultiTaskRanker.train_step`).
     """
 
     optimizer: typing.Literal["adam", "lazy_adam", "adagrad"] = "adam"
@@ -616,6 +642,7 @@ class TrainingConfig:
     task_weighting: typing.Literal["fixed", "uncertainty"] = "fixed"
     order: typing.Literal["shuffled", "time", "sliding_window"] = "shuffled"
     window_size: Optional[int] = None
+    bias_learning_rate: float = 0.02
 
     def __post_init__(self):
         if self.order == "sliding_window" and self.window_size is None:
@@ -625,9 +652,8 @@ class TrainingConfig:
                    "sliding_window", self.order)
         if self.window_size is not None:
             _positive("training.window_size", self.window_size)
-        if not self.learning_rate > 0.0:
-            raise ConfigError(
-                f"training.learning_rate must be > 0, got {self.learning_rate!r}")
+        for key in ("learning_rate", "bias_learning_rate"):
+            _finite_at_least(f"training.{key}", getattr(self, key), 0.0, strict=True)
         for key in ("batch_size", "epochs", "shuffle_buffer", "test_days",
                     "steps_per_execution"):
             _positive(f"training.{key}", getattr(self, key))

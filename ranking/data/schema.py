@@ -217,6 +217,9 @@ def check_config(schema: Schema, config) -> None:
     for i, f in enumerate(features.numerics):
         _require(schema, f"features.numerics[{i}]", f.name, dtypes=("float", "int64"),
                  roles=_SCALAR_FEATURE_ROLES, shapes="scalar")
+    for i, f in enumerate(getattr(features, "biases", ())):
+        _require(schema, f"features.biases[{i}]", f.name, dtypes=("string",),
+                 roles=_SCALAR_FEATURE_ROLES, shapes="scalar")
     for i, m in enumerate(getattr(features, "matches", ())):
         _require(schema, f"features.matches[{i}].sequence", m.sequence, dtypes=("string",),
                  roles=("sequence",), shapes="any")

@@ -198,6 +198,10 @@ class DelayedFeedbackModel(tf.keras.Model):
             raise ValueError("refund_positive_weight and refund_prior_correction need "
                              f"net='cascade' (the refund head), got net={net!r}")
         self.embedding = FeatureEmbedding(features, schema, domain, name="features")
+        if self.embedding.features_config.biases:
+            raise ValueError("features.biases is not supported by DelayedFeedbackModel (its "
+                             "heads have no per-id logit terms), got "
+                             f"{[f.name for f in self.embedding.features_config.biases]}")
         self.body = MLP(self.hidden_units, name="body")
         main = ((IN_WINDOW_LOGITS, OUT_WINDOW_LOGITS) if method == "bi_defuse" else (LOGITS,))
         self.main_heads = {n: tf.keras.layers.Dense(1, name=n) for n in main}

@@ -5,7 +5,8 @@
              --DCN crosses (optional)--> x' [B, d]
              --tower--> T task representations
              --PPNet task towers (gating ppnet/pepnet)--> T gated representations
-             --TaskTowers--> T logits (+ STAR auxiliary logits) --head--> named outputs
+             --TaskTowers--> T logits (+ STAR auxiliary logits) (+ per-id biases)
+             --head--> named outputs
 
 Every stage is a Keras layer chosen by the experiment config, so scenario layers and
 delayed-feedback heads plug in as layers without changing this file's flow: a tower is
@@ -63,6 +64,12 @@ Heads and the task each trains:
 Each task is a ``tfrs.tasks.Ranking`` with its from-logits loss and an AUC metric; the
 model's loss combines the task losses as ``training.task_weighting`` says.
 
+Per-id biases (``features.biases``, :class:`~ranking.features.id_bias.IdBias`): a learned
+scalar per id row and tower, added to the tower's logit (after the STAR auxiliary logit,
+before the calibration offset and the head). ``train_step`` trains their tables by plain SGD
+on the per-example loss, every other weight by the compiled optimizer (see
+:meth:`MultiTaskRanker.train_step`).
+
 Optimizer: ``compile`` runs a plain ``tf.keras.optimizers.Adam`` with TensorFlow's fused Adam
 kernel (:class:`FusedAdam`): the same update, one pass over each variable and its two slots.
 Keras' Adam spends about ten element-wise passes per variable, and for the embedding tables'
@@ -87,6 +94,7 @@ from ranking.config import (DOMAIN_TOWERS, ESMM_CTCVR_TASK, ESMM_CTR_TASK, ESMM_
                             ExperimentConfig, TaskConfig)
 from ranking.data.schema import Schema
 from ranking.features.embedding import DENSE, DOMAIN_INDEX, EMBEDDINGS, NUMERICS, FeatureEmbedding
+from ranking.features.id_bias import IdBias
 from ranking.layers import MMoE, PLE, SharedBottom, TaskTowers
 from ranking.layers.gating import EPNet, PPNetTower
 from ranking.layers.heads.esmm import ctcvr_logit
@@ -95,6 +103,13 @@ from ranking.losses import (BCEWithPairwiseAUCLoss, BinaryFocalLoss, FixedTaskWe
                             UncertaintyWeighting)
 
 ESMM_TOWERS = (ESMM_CTR_TASK, ESMM_CVR_TASK)
+
+
+def _scaled(gradient, factor):
+    """``factor * gradient`` for a dense or an ``IndexedSlices`` gradient."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
 
 
 @tf.keras.utils.register_keras_serializable(package="ranking")
@@ -289,6 +304,9 @@ class MultiTaskRanker(tfrs.models.Model):
             len(self._towers), () if self.ppnet_towers else m.task_tower_units,
             dropout=m.dropout, name="task_towers")
         self.star_aux_net = build_star_aux_net(config, len(self._towers))
+        self.id_bias = (IdBias(config.features.biases, len(self._towers), name="id_bias")
+                        if config.features.biases else None)
+        self.bias_optimizer = None  # set by compile when there are id biases
         # Post-training calibration (ranking.calibration): added to each tower's logit,
         # zero until fitted; part of the exported graph.
         self.logit_offsets = {name: tf.Variable(0.0, trainable=False, name=f"{name}_offset")
@@ -311,7 +329,39 @@ class MultiTaskRanker(tfrs.models.Model):
         # values so that the update is in place (FeatureEmbedding._lookup). LazyAdam
         # (ranking.optimizers) updates the looked-up rows only: sparse reads.
         self.embedding.dense_table_updates = getattr(optimizer, "updates_every_row", False)
+        if self.id_bias is not None:
+            self.bias_optimizer = tf.keras.optimizers.SGD(
+                self.config.training.bias_learning_rate, name="bias_sgd")
         super().compile(optimizer=optimizer, **kwargs)
+
+    def train_step(self, inputs):
+        """``tfrs.Model.train_step``, except for the ``features.biases`` tables: the compiled
+        optimizer updates every other weight; the bias tables get plain SGD,
+        ``b <- b - eta * B * dL/db`` with ``eta = training.bias_learning_rate`` and ``B`` the
+        batch's rows. ``L`` is a mean over the batch (each task's loss is), so ``B * dL/db``
+        sums the per-example gradients of the rows that look ``b`` up: for one BCE task on
+        the logit ``s = ... + b``, ``dl_i/db = p_i - y_i``, and a row moves by
+        ``eta * sum_i (y_i - p_i)``. Adam would move a row seen once by about its learning
+        rate whatever ``p_i - y_i`` is (its step is normalised per coordinate), and keep
+        moving it on its momentum; SGD's step is the residual's, so an id's bias grows with
+        the evidence for it."""
+        if self.id_bias is None:
+            return super().train_step(inputs)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses])
+            total_loss = loss + regularization_loss
+        biases = self.id_bias.trainable_variables
+        others = [v for v in self.trainable_variables if all(v is not b for b in biases)]
+        gradients = tape.gradient(total_loss, others + biases)
+        self.optimizer.apply_gradients(zip(gradients[:len(others)], others))
+        rows = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
+        self.bias_optimizer.apply_gradients(
+            (_scaled(g, rows), v) for g, v in zip(gradients[len(others):], biases))
+        metrics = {m.name: m.result() for m in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization_loss,
+                       total_loss=total_loss)
+        return metrics
 
     def logits(self, features, training=None) -> dict[str, tf.Tensor]:
         """``{output name: float32 [B] logit}``."""
@@ -338,6 +388,10 @@ class MultiTaskRanker(tfrs.models.Model):
                 [tf.concat(self._embeddings(embedded, side), axis=1), domain] if side
                 else domain, training=training)
             logits = [main + a for main, a in zip(logits, aux)]
+        if self.id_bias is not None:
+            bias = self.id_bias(features)
+            logits = [logit + tf.cast(bias[:, i:i + 1], logit.dtype)
+                      for i, logit in enumerate(logits)]
         named = {name: tf.squeeze(logit, -1) + self.logit_offsets[name]
                  for name, logit in zip(self._towers, logits)}
         if self.config.model.head == "esmm":

@@ -77,7 +77,10 @@ def test_unknown_key_in_a_list_entry_names_the_index():
     (("model", "expert_units"), [256, 0], r"model\.expert_units\[1\] must be >= 1, got 0"),
     (("model", "levels"), 0, r"model\.levels must be >= 1, got 0"),
     (("model", "expert_init"), "same", r"model\.expert_init: 'same' is not one of"),
-    (("training", "learning_rate"), -1, r"training\.learning_rate must be > 0, got -1"),
+    (("training", "learning_rate"), -1,
+     r"training\.learning_rate must be a finite number > 0, got -1"),
+    (("training", "bias_learning_rate"), 0,
+     r"training\.bias_learning_rate must be a finite number > 0, got 0"),
 ])
 def test_bad_values_name_key_and_value(path, value, message):
     data = _yaml("ple_esmm.yaml")
@@ -162,6 +165,25 @@ def test_empty_crosses_and_without():
     assert full.features.without("ids").sequences == []  # sequences share the id tables
     with pytest.raises(ConfigError, match=r"unknown group\(s\) \['cross'\]"):
         full.features.without("cross")
+
+
+def test_biases_read_their_ids_and_are_validated():
+    full = load_experiment(os.path.join(CONFIGS, "ple_esmm.yaml"))
+    assert [(f.name, f.buckets, f.encoding) for f in full.features.biases] == [
+        ("user_id", 100000, "hash"), ("item_id", 100000, "hash")]
+    # item_id is also an ids entry: read once; user_id is read for its bias only
+    assert full.feature_names.count("item_id") == 1 and "user_id" in full.feature_names
+    assert "user_id" not in full.features.without("biases").input_names
+    data = _yaml("ple_esmm.yaml")
+    data["features"]["biases"].append({"name": "user_id", "buckets": 10})
+    with pytest.raises(ConfigError, match=r"features\.biases: duplicate name\(s\) \['user_id'\]"):
+        experiment_from_mapping(data)
+    data["features"]["biases"] = [{"name": "user_id", "buckets": -1}]
+    with pytest.raises(ConfigError, match=r"features\.biases\['user_id'\]\.buckets.*got -1"):
+        experiment_from_mapping(data)
+    data["features"]["biases"] = [{"name": "user_id", "buckets": 5, "encoding": "md5"}]
+    with pytest.raises(ConfigError, match=r"encoding: 'md5' is not one of"):
+        experiment_from_mapping(data)
 
 
 def test_minimal_yaml_gets_defaults(tmp_path):

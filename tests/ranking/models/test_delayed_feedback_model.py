@@ -5,6 +5,7 @@ Golden cases fix the heads' outputs by zeroing each head's final kernel and sett
 (``ln`` = natural log): bias ``ln 3`` gives ``f = 3/4``, ``-ln 3`` gives ``1/4``, ``0`` gives
 ``1/2``; so ``-log f`` is ``ln 4/3``, ``ln 4`` or ``ln 2``.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import ranking  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf  # noqa: E402
 
-from ranking.config import FeaturesConfig  # noqa: E402
+from ranking.config import BiasFeature, FeaturesConfig  # noqa: E402
 from ranking.data.schema import FeatureSpec, Schema  # noqa: E402
 from ranking.losses import stream_fields as sf  # noqa: E402
 from ranking.models.delayed_feedback import (CVR, MATURED_CLICKS,  # noqa: E402
@@ -236,6 +237,12 @@ def test_prior_rates_and_set_output_biases_start_each_head_at_its_rate():
 def test_bad_arguments_name_the_value(kwargs, words):
     with pytest.raises(ValueError, match=words):
         DelayedFeedbackModel(FEATURES, SCHEMA, **kwargs)
+
+
+def test_id_biases_are_refused_by_name():
+    features = dataclasses.replace(FEATURES, biases=[BiasFeature("item_id", 7)])
+    with pytest.raises(ValueError, match=r"features\.biases is not supported .* \['item_id'\]"):
+        DelayedFeedbackModel(features, SCHEMA, "defer")
 
 
 def test_bad_batches_name_the_kind_and_the_field():

@@ -123,3 +123,47 @@ def test_cross_layer_config_is_validated():
         ModelConfig(cross_layers=-1)
     with pytest.raises(ConfigError, match="model.cross_projection_dim must be >= 1, got 0"):
         ModelConfig(cross_projection_dim=0)
+
+
+def test_id_biases_step_is_sgd_on_the_summed_residuals(batch_and_schema, small_experiment):
+    """One train step: every other weight gets the compiled Adam, each bias row moves by
+    ``-eta * sum_i (p_i - y_i)`` over the batch rows that look it up (one BCE task, so
+    ``dl_i/ds_i = p_i - y_i``; the loss is the batch mean and train_step scales by B)."""
+    features, labels, schema = batch_and_schema
+    base = small_experiment()
+    assert [f.name for f in base.features.biases] == ["user_id", "item_id"]  # shipped
+    eta = 0.05
+    config = dataclasses.replace(
+        base, tasks=[TaskConfig("ctr", "click")],
+        model=dataclasses.replace(base.model, head="independent"),
+        training=dataclasses.replace(base.training, calibrate=[], bias_learning_rate=eta))
+    model = MultiTaskRanker(config, schema)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    p = model(features)["ctr"].numpy()
+    residual = p - labels["click"].numpy()
+    tower_before = [v.numpy().copy() for v in model.task_towers.trainable_variables]
+    model.train_step((features, labels))
+    for f in config.features.biases:
+        rows = tf.strings.to_hash_bucket_fast(features[f.name], f.buckets).numpy()
+        expected = np.zeros(f.buckets)
+        np.add.at(expected, rows, -eta * residual)
+        got = model.id_bias.tables[f.name].numpy()[:, 0]
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert len(np.unique(rows)) < len(rows)  # some ids repeat: their residuals add up
+    assert int(model.optimizer.iterations) == 1 == int(model.bias_optimizer.iterations)
+    assert all(np.any(v.numpy() != b) for v, b in
+               zip(model.task_towers.trainable_variables, tower_before))
+    names = {v.name for v in model.optimizer.variables() if "bias" in v.name and "id_bias" in v.name}
+    assert not names, names  # Adam holds no slots for the bias tables
+
+
+def test_without_biases_there_is_no_bias_layer(batch_and_schema, small_experiment):
+    features, labels, schema = batch_and_schema
+    config = small_experiment()
+    config = dataclasses.replace(config, features=config.features.without("biases"))
+    model = MultiTaskRanker(config, schema)
+    model.compile(optimizer="adam")
+    assert model.id_bias is None and model.bias_optimizer is None
+    assert "user_id" not in config.feature_names
+    model.train_step((features, labels))
+    assert int(model.optimizer.iterations) == 1
