@@ -154,6 +154,9 @@ def main(argv=None) -> int:
             config.features, numerics=[n for n in config.features.numerics
                                        if n.name not in RELATED_COUNTS])),
     }
+    if config.features.biases:  # the per-user / per-item logit offsets (features.biases)
+        variants["no_biases"] = dataclasses.replace(
+            config, features=config.features.without("biases"))
     rows = {name: [] for name in variants}
     for seed in range(args.seeds):
         for name, cfg in variants.items():
@@ -171,11 +174,12 @@ def main(argv=None) -> int:
         print(f"{name:<12}{m['ctr_auc']:>9.4f}{m['oracle']:>9.4f}{m['gap']:>8.4f}"
               f"{m['ctr_pcoc']:>10.3f}{m['ctcvr_auc']:>11.4f}{m['ctcvr_oracle']:>9.4f}")
     full = med["full"]
-    print(f"crosses add {full['ctr_auc'] - med['no_crosses']['ctr_auc']:+.4f} CTR AUC; "
-          f"crosses + matches add {full['ctr_auc'] - med['no_seq_x_tgt']['ctr_auc']:+.4f}; "
-          f"related-category counts add {full['ctr_auc'] - med['no_related']['ctr_auc']:+.4f}; "
-          f"gap to oracle {full['gap']:.4f} (target <= 0.02); CTR PCOC {full['ctr_pcoc']:.3f} "
-          "(target [0.95, 1.05])")
+    gains = {"crosses": "no_crosses", "crosses + matches": "no_seq_x_tgt",
+             "related-category counts": "no_related", "id biases": "no_biases"}
+    print("; ".join(f"{what} add {full['ctr_auc'] - med[name]['ctr_auc']:+.4f} CTR AUC"
+                    for what, name in gains.items() if name in med)
+          + f"; gap to oracle {full['gap']:.4f} (target <= 0.02); CTR PCOC "
+            f"{full['ctr_pcoc']:.3f} (target [0.95, 1.05])")
     return 0
 
 
