@@ -16,6 +16,14 @@ moves by about the learning rate whatever its gradient, and keeps moving on its 
 bias is a running sum of its residuals, small while it has few and shrunk towards 0 (its
 initial value) the way a Gaussian prior shrinks the MAP.
 
+The tables hold deviations, not the intercept: the gradient that reaches them is centred over
+the batch's rows (each column minus its mean over the rows with a valid id), the sum-to-zero
+constraint of random effects. Without it, while the network's intercept is still far off
+(an untrained model predicts ~0.5 where the click rate is ~0.07), every row's residual is
+negative and each id's bias falls in proportion to how often it was seen: the most active
+users, who click most, ended lowest (6k-row test fixture: validation CTR AUC 0.37 with
+uncentred updates, 0.59 without biases).
+
 Each id is read as in :class:`~ranking.features.embedding.FeatureEmbedding`: hashed
 (``to_hash_bucket_fast(value, buckets)``) or, with ``encoding: integer``, a row number;
 ``""`` and out-of-range integers get no bias.
@@ -31,6 +39,19 @@ from ranking.features.embedding import _flat, _rows
 from ranking.utils.typed_config import from_mapping
 
 __all__ = ["IdBias"]
+
+
+@tf.custom_gradient
+def _centred_gradient(bias, weight):
+    """``bias * weight`` (``weight [B, 1]``: 1 for a valid id, 0 for none); the gradient to
+    ``bias`` is the upstream one minus its mean over the valid rows, zero on the others."""
+
+    def gradient(upstream):
+        mean = (tf.reduce_sum(upstream * weight, 0, keepdims=True)
+                / tf.maximum(tf.reduce_sum(weight), 1.0))
+        return (upstream - mean) * weight, tf.zeros_like(weight)
+
+    return bias * weight, gradient
 
 
 @tf.keras.utils.register_keras_serializable(package="ranking")
@@ -75,9 +96,9 @@ class IdBias(tf.keras.layers.Layer):
         total = None
         for f in self.bias_features:
             rows, valid = _rows(_flat(tf.convert_to_tensor(features[f.name])), f)
-            bias = tf.gather(self.tables[f.name], rows)
-            if valid is not None:
-                bias *= tf.cast(valid, bias.dtype)[:, None]
+            weight = (tf.ones_like(rows, tf.float32) if valid is None
+                      else tf.cast(valid, tf.float32))[:, None]
+            bias = _centred_gradient(tf.gather(self.tables[f.name], rows), weight)
             total = bias if total is None else total + bias
         return total
 
