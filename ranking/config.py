@@ -621,8 +621,9 @@ class TrainingConfig:
         traffic moves with the hour). See :func:`ranking.data.input.make_dataset`.
       window_size: rows in the sliding window (``order: sliding_window`` only).
       bias_learning_rate: the step ``eta`` of the ``features.biases`` rows, plain SGD per
-        example: each row moves by ``-eta * dL_i/db`` summed over the batch's examples ``i``
-        that look it up (``-eta * (p_i - y_i)`` for one BCE task), whatever the batch size
+        example: each row moves by ``-eta * dl_i/db`` (centred over the batch,
+        :mod:`ranking.features.id_bias`) summed over the batch's examples ``i`` that look it
+        up (``dl_i/db = p_i - y_i`` for one BCE task), whatever the batch size
         (:meth:`ranking.models.multitask.MultiTaskRanker.train_step`).
     """
 

@@ -340,11 +340,11 @@ class MultiTaskRanker(tfrs.models.Model):
         ``b <- b - eta * B * dL/db`` with ``eta = training.bias_learning_rate`` and ``B`` the
         batch's rows. ``L`` is a mean over the batch (each task's loss is), so ``B * dL/db``
         sums the per-example gradients of the rows that look ``b`` up: for one BCE task on
-        the logit ``s = ... + b``, ``dl_i/db = p_i - y_i``, and a row moves by
-        ``eta * sum_i (y_i - p_i)``. Adam would move a row seen once by about its learning
-        rate whatever ``p_i - y_i`` is (its step is normalised per coordinate), and keep
-        moving it on its momentum; SGD's step is the residual's, so an id's bias grows with
-        the evidence for it."""
+        the logit ``s = ... + b``, ``dl_i/db = p_i - y_i =: r_i``, and with IdBias' centring
+        a row moves by ``-eta * sum_i (r_i - mean_j r_j)``. Adam would move a row seen once
+        by about its learning rate whatever ``r_i`` is (its step is normalised per
+        coordinate), and keep moving it on its momentum; SGD's step is the residual's, so an
+        id's bias grows with the evidence for it."""
         if self.id_bias is None:
             return super().train_step(inputs)
         with tf.GradientTape() as tape:

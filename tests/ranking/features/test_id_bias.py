@@ -41,17 +41,30 @@ def test_golden_sum_of_hashed_user_and_integer_item_rows():
     np.testing.assert_allclose(tf.function(layer)(columns).numpy(), expected, rtol=1e-6)
 
 
-def test_tables_start_at_zero_and_the_gradient_is_sparse():
-    layer = IdBias([BiasFeature("user_id", 100)], outputs=3)
+def test_tables_start_at_zero_and_get_the_batch_centred_gradient():
+    """Upstream gradient column 0: [1, 2, 3, 6] for the rows u1, u2, u1, "" (item ids 3, 0,
+    invalid, invalid). User table: the mean over all 4 rows is 3, so the rows get
+    -2, -1, 0, 3 and u1's row sums -2 + 0. Item table: the mean over the 2 valid rows is
+    1.5, so row 3 gets -0.5, row 0 +0.5, and the invalid ids nothing."""
+    layer = IdBias(FEATURES, outputs=2)
+    upstream = tf.constant([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [6.0, 0.0]])
     with tf.GradientTape() as tape:
         out = layer(INPUTS)
-        loss = tf.reduce_sum(out * tf.constant([[1.0, 2.0, 3.0]]))
-    assert np.all(out.numpy() == 0) and out.shape == (4, 3)
-    grad = tape.gradient(loss, layer.trainable_variables)[0]
-    assert isinstance(grad, tf.IndexedSlices)  # SGD then updates the looked-up rows only
-    dense = tf.convert_to_tensor(grad).numpy()
-    row_u1 = int(tf.strings.to_hash_bucket_fast("u1", 100))
-    np.testing.assert_allclose(dense[row_u1], [2.0, 4.0, 6.0])  # u1 is looked up twice
+        loss = tf.reduce_sum(out * upstream)
+    assert np.all(out.numpy() == 0) and out.shape == (4, 2)
+    grads = dict(zip(["user_id", "item_id"], tape.gradient(loss, layer.trainable_variables)))
+    assert all(isinstance(g, tf.IndexedSlices) for g in grads.values())  # sparse SGD updates
+    user = tf.convert_to_tensor(grads["user_id"]).numpy()
+    u1, u2, empty = tf.strings.to_hash_bucket_fast(["u1", "u2", ""], 7).numpy()
+    expected = np.zeros((7, 2))
+    expected[u1, 0] += -2.0 + 0.0
+    expected[u2, 0] += -1.0
+    expected[empty, 0] += 3.0
+    np.testing.assert_allclose(user, expected, atol=1e-6)
+    item = tf.convert_to_tensor(grads["item_id"]).numpy()
+    expected = np.zeros((5, 2))
+    expected[3, 0], expected[0, 0] = -0.5, 0.5
+    np.testing.assert_allclose(item, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -127,8 +127,9 @@ def test_cross_layer_config_is_validated():
 
 def test_id_biases_step_is_sgd_on_the_summed_residuals(batch_and_schema, small_experiment):
     """One train step: every other weight gets the compiled Adam, each bias row moves by
-    ``-eta * sum_i (p_i - y_i)`` over the batch rows that look it up (one BCE task, so
-    ``dl_i/ds_i = p_i - y_i``; the loss is the batch mean and train_step scales by B)."""
+    ``-eta * sum_i (r_i - mean_j r_j)`` over the batch rows ``i`` that look it up, with the
+    residual ``r_i = p_i - y_i`` (one BCE task, so ``dl_i/ds_i = r_i``; the loss is the batch
+    mean and train_step scales by B; IdBias centres the gradient over the batch)."""
     features, labels, schema = batch_and_schema
     base = small_experiment()
     assert [f.name for f in base.features.biases] == ["user_id", "item_id"]  # shipped
@@ -141,6 +142,7 @@ def test_id_biases_step_is_sgd_on_the_summed_residuals(batch_and_schema, small_e
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     p = model(features)["ctr"].numpy()
     residual = p - labels["click"].numpy()
+    residual -= residual.mean()
     tower_before = [v.numpy().copy() for v in model.task_towers.trainable_variables]
     model.train_step((features, labels))
     for f in config.features.biases:
