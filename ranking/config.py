@@ -33,9 +33,9 @@ from typing import Optional
 from ranking.utils.typed_config import ConfigError, from_mapping, load_yaml
 
 __all__ = [
-    "ConfigError", "IdFeature", "BiasFeature", "SequenceFeature", "CrossFeature", "NumericFeature",
-    "FeaturesConfig", "DomainConfig", "DWGConfig", "StarConfig", "ModelConfig",
-    "FocalLossConfig", "PairwiseAUCLossConfig", "TaskConfig", "TrainingConfig",
+    "ConfigError", "IdFeature", "BiasFeature", "SequenceFeature", "CrossFeature",
+    "NumericFeature", "FeaturesConfig", "DomainConfig", "DWGConfig", "StarConfig",
+    "ModelConfig", "FocalLossConfig", "PairwiseAUCLossConfig", "TaskConfig", "TrainingConfig",
     "ExportConfig", "ExperimentConfig", "load_experiment", "experiment_from_mapping",
     "FEATURE_GROUPS", "ESMM_CTR_TASK", "ESMM_CVR_TASK", "ESMM_CTCVR_TASK", "DOMAIN_TOWERS",
 ]

@@ -12,17 +12,19 @@ and of factorization machines (Rendle, ICDM 2010) -- they are that random effect
 How they learn matters as much. Adam normalises each coordinate's step, so an id seen once
 moves by about the learning rate whatever its gradient, and keeps moving on its momentum.
 :class:`~ranking.models.multitask.MultiTaskRanker` trains these tables by plain SGD instead
-(``training.bias_learning_rate``): a row moves by ``eta * (y - p)`` per example, so an id's
-bias is a running sum of its residuals, small while it has few and shrunk towards 0 (its
-initial value) the way a Gaussian prior shrinks the MAP.
+(``training.bias_learning_rate``): a row moves by ``eta * (y - p)`` per example (less the
+batch's mean residual, below), so an id's bias is a running sum of its residuals. It starts
+at 0 and in one pass moves only as far as its own rows take it: an id seen rarely stays near
+0, as a prior would keep it.
 
 The tables hold deviations, not the intercept: the gradient that reaches them is centred over
 the batch's rows (each column minus its mean over the rows with a valid id), the sum-to-zero
 constraint of random effects. Without it, while the network's intercept is still far off
 (an untrained model predicts ~0.5 where the click rate is ~0.07), every row's residual is
 negative and each id's bias falls in proportion to how often it was seen: the most active
-users, who click most, ended lowest (6k-row test fixture: validation CTR AUC 0.37 with
-uncentred updates, 0.59 without biases).
+users, who click most, ended lowest. On the tests' 6k-row fixture (2 shuffled epochs at lr
+1e-3, ``tests/ranking/test_early_stopping.py``) the validation CTR AUC was 0.37 with
+uncentred updates, 0.67-0.71 centred and 0.59 without biases (scratch runs).
 
 Each id is read as in :class:`~ranking.features.embedding.FeatureEmbedding`: hashed
 (``to_hash_bucket_fast(value, buckets)``) or, with ``encoding: integer``, a row number;
