@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from pipelines.config import SampleConfig, from_mapping
 from pipelines.samples.example import encode, sample_schema, schema_json
-from ranking.config import load_experiment
+from ranking.config import BiasFeature, load_experiment
 from ranking.data.schema import (Schema, SchemaError, check_config, load_schema, parse_spec)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -120,6 +120,17 @@ def test_check_config_wrong_dtype_role_shape(schema_dir, experiment):
     with pytest.raises(SchemaError, match=rf"features\.ids\[{len(ids) - 1}\]: feature 'seq_item_ids' has "
                                           r"shape \[5\] in the schema, expected \[\]"):
         check_config(schema, _with(experiment, ids=ids, sequences=[]))
+
+
+def test_check_config_checks_the_biases_ids(schema_dir, experiment):
+    """A bias reads a scalar string id; a truth column or a count is refused by name."""
+    schema = load_schema(schema_dir)
+    for name, words in (("user_tier", r"has role 'truth'"),
+                        ("imp_count", r"has dtype 'int64' in the schema, expected string"),
+                        ("user", r"is not in the schema")):
+        biases = [BiasFeature("item_id", 10), BiasFeature(name, 10)]
+        with pytest.raises(SchemaError, match=rf"features\.biases\[1\]: feature '{name}' {words}"):
+            check_config(schema, _with(experiment, biases=biases))
 
 
 def test_check_config_labels_and_domain(schema_dir, experiment):
