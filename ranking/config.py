@@ -42,6 +42,9 @@ __all__ = [
 
 FEATURE_GROUPS = ("ids", "sequences", "crosses", "numerics", "matches")
 _SAMPLE_FEATURE_GROUPS = FEATURE_GROUPS[:4]  # groups whose entries are sample features
+# FeaturesConfig.without can empty these; biases is not a group of the embedding vector (its
+# ids may repeat an ids entry), so it stays out of FEATURE_GROUPS' name-uniqueness check.
+_ABLATION_GROUPS = FEATURE_GROUPS + ("biases",)
 # ESMM: the head computes ctr, cvr and ctcvr = ctr * cvr; tasks with these names are trained
 # on the matching output (``cvr`` only makes sense with ``mask_label: click``).
 ESMM_CTR_TASK = "ctr"
@@ -260,10 +263,10 @@ class FeaturesConfig:
     def without(self, *groups: str) -> "FeaturesConfig":
         """A copy with the named groups emptied (ablations, e.g. ``without("crosses")``);
         ``biases`` is a group here too."""
-        known = FEATURE_GROUPS + ("biases",)
-        unknown = sorted(set(groups) - set(known))
+        unknown = sorted(set(groups) - set(_ABLATION_GROUPS))
         if unknown:
-            raise ConfigError(f"features: unknown group(s) {unknown}; groups are {list(known)}")
+            raise ConfigError(f"features: unknown group(s) {unknown}; groups are "
+                              f"{list(_ABLATION_GROUPS)}")
         changes = {g: [] for g in groups}
         if "ids" in groups:
             changes["sequences"] = []  # a sequence cannot outlive the table it shares

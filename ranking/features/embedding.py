@@ -56,7 +56,7 @@ def _match_count(sequence, target, transform: str, length=None) -> tf.Tensor:
     return tf.math.log1p(count) if transform == "log1p" else count
 
 
-def _rows(values: tf.Tensor, feature) -> tuple[tf.Tensor, tf.Tensor | None]:
+def id_rows(values: tf.Tensor, feature) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Table rows of string ids (``feature.encoding``, see ``IdFeature``) and, for integer
     ids, which entries are valid (others look up row 0 and must be masked)."""
     if feature.encoding == "hash":
@@ -214,7 +214,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         embeddings: dict[str, tf.Tensor] = {}
         for i in f.ids:
             values = _flat(tf.convert_to_tensor(features[i.name]))
-            ids, valid = _rows(values, i)
+            ids, valid = id_rows(values, i)
             emb = self._lookup(i.name, ids)
             embeddings[i.name] = emb if valid is None else emb * tf.cast(valid, emb.dtype)[:, None]
         for s in f.sequences:
@@ -222,7 +222,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
             values = tf.convert_to_tensor(features[s.name])
             if values.shape.rank is not None and values.shape.rank < 2:
                 values = tf.reshape(values, [-1, 1])
-            ids, valid = _rows(values, shared)
+            ids, valid = id_rows(values, shared)
             mask = tf.not_equal(values, "") if valid is None else valid
             embeddings[s.name] = _pool(self._lookup(shared.name, ids), mask, s.pooling)
         for c in f.crosses:

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from ranking.config import BiasFeature
-from ranking.features.embedding import _flat, _rows
+from ranking.features.embedding import id_rows
 from ranking.utils.typed_config import from_mapping
 
 __all__ = ["IdBias"]
@@ -97,7 +97,7 @@ class IdBias(tf.keras.layers.Layer):
     def call(self, features):
         total = None
         for f in self.bias_features:
-            rows, valid = _rows(_flat(tf.convert_to_tensor(features[f.name])), f)
+            rows, valid = id_rows(tf.reshape(features[f.name], [-1]), f)
             weight = (tf.ones_like(rows, tf.float32) if valid is None
                       else tf.cast(valid, tf.float32))[:, None]
             bias = _centred_gradient(tf.gather(self.tables[f.name], rows), weight)

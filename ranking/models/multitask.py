@@ -347,6 +347,7 @@ class MultiTaskRanker(tfrs.models.Model):
         id's bias grows with the evidence for it."""
         if self.id_bias is None:
             return super().train_step(inputs)
+        # tfrs.Model.train_step's loss and metrics; only the update is split in two.
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses])
